@@ -1,0 +1,1 @@
+"""Model files shipped with streamgenre (data, not code); see MODEL.md."""

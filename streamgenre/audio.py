@@ -1,0 +1,110 @@
+"""Audio constants, decoding and resampling.
+
+Everything downstream works on mono float32 at SAMPLE_RATE. Decoding and resampling go through PyAV (FFmpeg's
+decoders and libswresample, which low-pass filters before it decimates), so files, network streams and sound cards
+share one conversion path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+# hard-coded audio hyperparameters, from the paper (23 ms window, 50 % overlap) and its author's code (fmax)
+SAMPLE_RATE = 22050
+N_FFT = 512
+HOP_LENGTH = 256
+N_MELS = 64
+F_MAX = 10000.0
+WINDOW_FRAMES = 256  # frames in one model input (2.97 s)
+STEP_FRAMES = WINDOW_FRAMES // 2  # a new window every 128 frames (50 % overlap)
+WINDOW_SAMPLES = N_FFT + HOP_LENGTH * (WINDOW_FRAMES - 1)  # 65792 samples make exactly one window
+STEP_SAMPLES = STEP_FRAMES * HOP_LENGTH
+WINDOW_SECONDS = WINDOW_SAMPLES / SAMPLE_RATE
+STEP_SECONDS = STEP_SAMPLES / SAMPLE_RATE  # ~1.49 s between windows
+MIN_SECONDS = 0.5  # shorter audio carries too little to classify
+
+AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".aiff", ".aif")
+
+
+class AudioError(Exception):
+    """Audio that cannot be had or used; the message is one line meant for the user."""
+
+
+class Resampler:
+    """Streaming conversion of any rate and channel count to mono float32 at SAMPLE_RATE.
+
+    Keeps its filter state between chunks, so chunked input gives the same samples as one long input.
+    """
+
+    def __init__(self, rate: int, channels: int = 1):
+        self.rate = int(rate)
+        self.channels = int(channels)
+        self._layout = "mono" if channels == 1 else "stereo" if channels == 2 else f"{channels}c"
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Convert float32 samples shaped (n,) or (n, channels); empty input flushes the filter."""
+        if samples.size == 0:
+            return self._collect(self._resampler.resample(None))
+        planar = np.ascontiguousarray(samples.reshape(len(samples), -1).T, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self._layout)
+        frame.sample_rate = self.rate
+        return self._collect(self._resampler.resample(frame))
+
+    @staticmethod
+    def _collect(frames) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, np.float32)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+
+
+def open_container(url_or_path: str, timeout: float | None = None) -> av.container.InputContainer:
+    """Open a file or a network stream with FFmpeg, turning its errors into one-line AudioErrors."""
+    try:
+        container = av.open(str(url_or_path), timeout=timeout, metadata_errors="ignore")
+    except FileNotFoundError:
+        raise AudioError(f"{url_or_path}: no such file") from None
+    except (av.FFmpegError, OSError) as e:
+        raise AudioError(f"{url_or_path}: cannot open: {_reason(e)}") from None
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(f"{url_or_path}: no audio stream in it")
+    return container
+
+
+def decode_chunks(container: av.container.InputContainer, name: str) -> Iterator[np.ndarray]:
+    """Yield the container's first audio stream as mono float32 chunks at SAMPLE_RATE, as it is decoded."""
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    try:
+        for frame in container.decode(stream):
+            frame.pts = None  # resample by sample count; streams with broken timestamps must not skew it
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().reshape(-1)
+    except av.FFmpegError as e:
+        raise AudioError(f"{name}: cannot decode: {_reason(e)}") from None
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """Decode a whole file to mono float32 at SAMPLE_RATE."""
+    container = open_container(str(path))
+    with container:
+        chunks = list(decode_chunks(container, str(path)))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def pad_to_window(audio: np.ndarray) -> np.ndarray:
+    """Zero-pad audio shorter than one window to exactly one window; longer audio is returned as it is."""
+    if len(audio) >= WINDOW_SAMPLES:
+        return audio
+    return np.concatenate([audio, np.zeros(WINDOW_SAMPLES - len(audio), np.float32)])
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error).splitlines()[0]

@@ -1,0 +1,24 @@
+"""ONNX Runtime on the CPU: the engine that runs everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+
+from ..model import Model
+
+
+class OnnxEngine:
+    name = "onnx"
+
+    def __init__(self, model: Model, threads: int = 0):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: one per core
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+        self.description = f"ONNX Runtime {onnxruntime.__version__} on the CPU"
+
+    def infer(self, windows: np.ndarray) -> np.ndarray:
+        """(N, N_MELS, WINDOW_FRAMES) float32 windows -> (N, genres) probabilities."""
+        batch = np.ascontiguousarray(windows, dtype=np.float32)[:, None]
+        return self.session.run(None, {"mel": batch})[0]

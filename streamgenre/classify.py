@@ -1,0 +1,39 @@
+"""Classify whole files: every 3-s window, 50 % overlap, genre = argmax of the mean probability (as the paper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .audio import MIN_SECONDS, SAMPLE_RATE, STEP_SECONDS, WINDOW_SECONDS, AudioError, load_audio, pad_to_window
+from .backends import Engine
+from .frontend import log_mel, windows
+
+
+def classify_file(path: str | Path, engine: Engine, genres: tuple[str, ...], timeline: bool = False) -> dict:
+    """One file's result; raises AudioError for audio that is missing, undecodable or shorter than MIN_SECONDS."""
+    audio = load_audio(path)
+    duration = len(audio) / SAMPLE_RATE
+    if duration < MIN_SECONDS:
+        raise AudioError(f"{path}: too short to classify ({duration:.2f} s; at least {MIN_SECONDS} s)")
+    probs = engine.infer(windows(log_mel(pad_to_window(audio))))
+    mean = probs.mean(axis=0)
+    result = {
+        "path": str(path),
+        "genre": genres[int(np.argmax(mean))],
+        "probabilities": _named(genres, mean),
+        "windows": len(probs),
+        "duration": round(duration, 3),
+    }
+    if timeline:
+        result["timeline"] = [
+            {"start": round(i * STEP_SECONDS, 3), "end": round(i * STEP_SECONDS + WINDOW_SECONDS, 3),
+             "probabilities": _named(genres, p)}
+            for i, p in enumerate(probs)
+        ]
+    return result
+
+
+def _named(genres: tuple[str, ...], probs: np.ndarray) -> dict[str, float]:
+    return {g: round(float(p), 5) for g, p in zip(genres, probs)}

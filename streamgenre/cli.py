@@ -1,0 +1,232 @@
+"""The `streamgenre` command: classify files, list devices, watch one source, serve many."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .audio import AudioError
+from .model import ModelError, load_model
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ModelOption = typer.Option(None, "--model", help="ONNX model file (default: the shipped one)")
+
+
+@app.callback()
+def _commands() -> None:
+    """Real-time music-genre classification (Dong 2018's CNN) of files, sound cards and streams."""
+
+
+def fail(message: str) -> None:
+    """A clear one-line error and a non-zero exit."""
+    typer.echo(f"streamgenre: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def classify(
+    paths: list[Path] = typer.Argument(..., help="audio files (wav, au, flac, ogg, mp3, m4a, ...)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line and file"),
+    timeline: bool = typer.Option(False, "--timeline", help="add the probabilities of every window"),
+    model: Optional[Path] = ModelOption,
+) -> None:
+    """Classify audio files; errors for single files go to stderr and make the exit code 1."""
+    from .backends import create_engine
+    from .classify import classify_file
+
+    try:
+        loaded = load_model(model)
+    except ModelError as e:
+        fail(str(e))
+    engine = create_engine(loaded)
+    failed = 0
+    if not as_json:
+        typer.echo(f"{'file':40} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
+    for path in paths:
+        try:
+            result = classify_file(path, engine, loaded.genres, timeline)
+        except AudioError as e:
+            typer.echo(f"streamgenre: error: {e}", err=True)
+            failed += 1
+            continue
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            conf = result["probabilities"][result["genre"]]
+            typer.echo(f"{_fit(str(path), 40)} {result['genre']:10} {conf:5.2f} {result['windows']:7d} "
+                       f"{result['duration']:8.1f}")
+            for window in result.get("timeline", []):
+                top = max(window["probabilities"], key=window["probabilities"].get)
+                typer.echo(f"  {window['start']:7.2f}-{window['end']:7.2f} s  {top:10} {window['probabilities'][top]:.2f}")
+    if failed:
+        raise typer.Exit(1)
+
+
+AverageOption = typer.Option("last:10", "--average", help="running average: last:N, ema:SECONDS (half-life) or all")
+
+
+@app.command()
+def devices() -> None:
+    """List the audio input devices."""
+    from .sources import input_devices
+
+    found = input_devices()
+    if not found:
+        typer.echo("no input devices")
+    for d in found:
+        typer.echo(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['rate']:.0f} Hz, {d['api']})")
+
+
+@app.command()
+def listen(
+    device: Optional[str] = typer.Option(None, "--device", help="input device index or part of its name"),
+    file: Optional[Path] = typer.Option(None, "--file", help="an audio file, played in real time"),
+    url: Optional[str] = typer.Option(None, "--url", help="an HTTP(S)/Icecast stream"),
+    average: str = AverageOption,
+    model: Optional[Path] = ModelOption,
+) -> None:
+    """Watch the genre of one source live in the terminal (default: the default input device)."""
+    import time
+
+    from .pipeline import Pipeline
+    from .view import render
+
+    if sum(x is not None for x in (device, file, url)) > 1:
+        fail("give one of --device, --file, --url")
+    spec = f"file={file}" if file else f"stream={url}" if url else f"device=device:{device or ''}"
+    loaded, engine, streams = _build([spec], average, model, realtime=True, strict=True)
+    stream = streams[0]
+    pipeline = Pipeline(streams, engine, loaded.genres, publish=lambda message: None)
+    pipeline.start()
+    try:
+        while True:
+            typer.echo(render(stream, loaded.genres, loaded.name, engine.name), nl=False)
+            if stream.exhausted:
+                break
+            time.sleep(0.25)
+    finally:
+        pipeline.stop()
+    if stream.source.error and stream.source.kind != "file":
+        fail(stream.source.error)
+
+
+@app.command()
+def serve(
+    sources: list[str] = typer.Argument(None, help="[name=]device:ID, [name=]PATH or [name=]URL, as many as wanted"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with host, port, average and [[source]]"),
+    host: Optional[str] = typer.Option(None, "--host", help="address to listen on [127.0.0.1]"),
+    port: Optional[int] = typer.Option(None, "--port", help="port for WebSocket and HTTP [8765]"),
+    average: Optional[str] = typer.Option(None, "--average", help="last:N, ema:SECONDS or all [last:10]"),
+    fast: bool = typer.Option(False, "--fast", help="read files as fast as possible instead of in real time"),
+    model: Optional[Path] = ModelOption,
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
+    import asyncio
+    import logging
+    import signal
+
+    from .pipeline import Pipeline
+    from .server import PROTOCOL_VERSION, Broadcaster, serve as serve_forever
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "source": []}
+    if config:
+        settings |= _read_config(config)
+    overrides = {"host": host, "port": port, "average": average}
+    settings |= {k: v for k, v in overrides.items() if v is not None}
+    specs = list(sources or []) + settings["source"]
+    if not specs:
+        fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
+    loaded, engine, streams = _build(specs, settings["average"], model, realtime=not fast, strict=False)
+    log = logging.getLogger("streamgenre")
+    log.info("model %s; engine: %s", loaded.name, engine.description)
+    hello = {"type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
+             "streams": [{"name": s.name, "kind": s.source.kind} for s in streams]}
+    broadcaster = Broadcaster(hello)
+
+    def publish(message: dict) -> None:
+        if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped"):
+            log.warning("%s", message["message"])
+        broadcaster.publish(message)
+
+    pipeline = Pipeline(streams, engine, loaded.genres, publish)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await serve_forever(pipeline, broadcaster, settings["host"], int(settings["port"]), stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        fail(f"cannot serve on {settings['host']}:{settings['port']}: {e.strerror or e}")
+    log.info("stopped")
+
+
+def _read_config(path: Path) -> dict:
+    """host, port, average, and [[source]] tables with name and one of device, file, url."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        fail(f"{path}: {e}")
+    specs = []
+    for entry in data.pop("source", []):
+        kinds = [k for k in ("device", "file", "url") if k in entry]
+        if len(kinds) != 1:
+            fail(f"{path}: each [[source]] needs exactly one of device, file, url: {entry}")
+        value = f"device:{entry['device']}" if kinds[0] == "device" else str(entry[kinds[0]])
+        specs.append(f"{entry['name']}={value}" if "name" in entry else value)
+    unknown = set(data) - {"host", "port", "average"}
+    if unknown:
+        fail(f"{path}: unknown settings {sorted(unknown)}")
+    return data | {"source": specs}
+
+
+def _build(specs: list[str], average: str, model: Optional[Path], realtime: bool, strict: bool):
+    """Model, engine and one stream per source; with `strict` a source that cannot open is an error, else it is
+    kept as a broken stream that reports its error."""
+    import logging
+
+    from .backends import create_engine
+    from .pipeline import Average, Stream
+    from .sources import BrokenSource, parse_source
+
+    try:
+        Average(average)
+        loaded = load_model(model)
+    except (ValueError, ModelError) as e:
+        fail(str(e))
+    streams, names = [], set()
+    for spec in specs:
+        try:
+            source = parse_source(spec, realtime)
+        except AudioError as e:
+            if strict:
+                fail(str(e))
+            logging.getLogger("streamgenre").error("%s", e)
+            source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
+        if source.name in names:
+            fail(f"two sources are named {source.name!r}: name them with NAME=SOURCE")
+        names.add(source.name)
+        streams.append(Stream(source, average))
+    return loaded, create_engine(loaded), streams
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,199 @@
+"""Streams, batching and running averages: from ring buffers to prediction messages.
+
+One thread polls every stream. A stream is read only once its ring holds enough audio for its next window, so the
+frontend runs about once per window per stream on exactly the new frames; the windows of all streams ready in one
+tick go to the engine as one batch, and each result becomes a message for the broadcast.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, STEP_FRAMES, STEP_SECONDS, WINDOW_FRAMES, Resampler
+from .backends import Engine
+from .frontend import StreamingFrontend
+from .sources import Source
+
+LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
+TICK_SECONDS = 0.05
+
+
+class Average:
+    """Running average of a stream's window probabilities: `last:N`, `ema:SECONDS` (half-life) or `all`."""
+
+    def __init__(self, spec: str = "last:10"):
+        kind, _, arg = spec.partition(":")
+        try:
+            if kind == "last" and int(arg) >= 1:
+                self._recent: collections.deque | None = collections.deque(maxlen=int(arg))
+            elif kind == "ema" and float(arg) > 0:
+                self._recent, self._keep = None, 0.5 ** (STEP_SECONDS / float(arg))
+            elif kind == "all" and not arg:
+                self._recent, self._keep = None, None
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--average {spec!r}: use last:N (N >= 1), ema:SECONDS or all") from None
+        self.spec = spec
+        self._value: np.ndarray | None = None
+        self._count = 0
+
+    def update(self, probs: np.ndarray) -> np.ndarray:
+        self._count += 1
+        if self._recent is not None:
+            self._recent.append(probs)
+            self._value = np.mean(self._recent, axis=0)
+        elif self._value is None:
+            self._value = probs.copy()
+        elif self._keep is None:
+            self._value += (probs - self._value) / self._count
+        else:
+            self._value = self._keep * self._value + (1 - self._keep) * probs
+        return self._value
+
+
+class Stream:
+    """One named source with its resampler, streaming frontend, running average and counters."""
+
+    def __init__(self, source: Source, average: str):
+        self.source = source
+        self.name = source.name
+        self.resample = Resampler(source.rate) if source.rate != SAMPLE_RATE else None
+        self.frontend = StreamingFrontend()
+        self.average = Average(average)
+        self.seq = 0
+        self.samples_in = 0  # samples at 22050 Hz fed to the frontend
+        self.late = 0
+        self.level_db = -120.0  # RMS of the audio last read, dBFS
+        self.last = None  # the latest prediction message
+
+    def _needed(self) -> int:
+        """Samples (at the source's rate) still missing for the next window."""
+        done = self.frontend.frames_done
+        target = max(WINDOW_FRAMES, (done // STEP_FRAMES + 1) * STEP_FRAMES)
+        missing = (target - 1) * HOP_LENGTH + N_FFT - self.samples_in
+        return int(missing * self.source.rate / SAMPLE_RATE) + 1
+
+    @property
+    def exhausted(self) -> bool:
+        """The source has ended and what is left in its ring cannot complete another window."""
+        return self.source.finished and self.source.ring.available < self._needed()
+
+    def poll(self) -> list[tuple[np.ndarray, float, float]]:
+        """(window, stream time at its end, arrival time of its last sample) for each window completed."""
+        ring = self.source.ring
+        if ring.available < self._needed():
+            return []
+        start_count = ring.read
+        audio = ring.read_all()
+        if not len(audio):
+            return []
+        self.level_db = float(10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12))
+        converted = self.resample(audio) if self.resample else audio
+        self.samples_in += len(converted)
+        out = []
+        for end_frame, window in self.frontend.feed(converted):
+            end_sample = (end_frame - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz
+            at_source = min(ring.read, start_count + int(np.ceil(end_sample * self.source.rate / SAMPLE_RATE)))
+            out.append((window, end_sample / SAMPLE_RATE, ring.arrival_time(at_source)))
+        return out
+
+    def counters(self) -> dict:
+        ring = self.source.ring
+        return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,
+                "overflows": self.source.overflows, "reconnects": self.source.reconnects, "windows": self.seq,
+                "late_windows": self.late}
+
+
+class Pipeline:
+    """Polls all streams, batches their ready windows through the engine and publishes one message per window."""
+
+    def __init__(self, streams: list[Stream], engine: Engine, genres: tuple[str, ...],
+                 publish: Callable[[dict], None], tick: float = TICK_SECONDS):
+        self.streams = streams
+        self.engine = engine
+        self.genres = genres
+        self.publish = publish
+        self.tick = tick
+        self.batches: collections.Counter[int] = collections.Counter()  # batch size -> count
+        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)  # seconds
+        self._reported_loss: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_tick = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        """The polling thread runs and has ticked recently (what the systemd watchdog vouches for)."""
+        return bool(self._thread and self._thread.is_alive()) and time.monotonic() - self.last_tick < 10.0
+
+    def start(self) -> None:
+        for stream in self.streams:
+            stream.source.start()
+        self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for stream in self.streams:
+            stream.source.stop()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = self.last_tick = time.monotonic()
+            self.step()
+            self._stop.wait(max(0.0, self.tick - (time.monotonic() - started)))
+
+    def step(self) -> int:
+        """One tick: read, batch, infer, publish. Returns the number of windows classified."""
+        ready = []
+        for stream in self.streams:
+            self._forward_events(stream)
+            ready += [(stream, *w) for w in stream.poll()]
+        if not ready:
+            return 0
+        probs = self.engine.infer(np.stack([window for _, window, _, _ in ready]))
+        self.batches[len(ready)] += 1
+        for (stream, _, stream_time, arrived), p in zip(ready, probs):
+            self._send_prediction(stream, p, stream_time, arrived)
+        return len(ready)
+
+    def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float) -> None:
+        average = stream.average.update(probs)
+        top = int(np.argmax(average))
+        stream.seq += 1
+        latency = time.monotonic() - arrived
+        self.latencies.append(latency)
+        if latency > LATE_SECONDS:
+            stream.late += 1
+        stream.last = {
+            "type": "prediction", "stream": stream.name, "seq": stream.seq, "time": round(stream_time, 3),
+            "latency_ms": round(1000 * latency, 1), "probabilities": self._named(probs),
+            "average": self._named(average), "genre": self.genres[top], "confidence": round(float(average[top]), 5),
+            "title": stream.source.title,
+        }
+        self.publish(stream.last)
+
+    def _forward_events(self, stream: Stream) -> None:
+        """Source events and newly lost audio become status messages."""
+        events = stream.source.events
+        while events:
+            self.publish(self.status(stream, **events.popleft()))
+        lost = stream.source.ring.overwritten + stream.source.overflows
+        if lost > self._reported_loss.get(stream.name, 0):
+            self._reported_loss[stream.name] = lost
+            self.publish(self.status(stream, "dropped", f"{stream.name}: audio dropped (consumer behind or overflow)"))
+
+    def status(self, stream: Stream, event: str, message: str) -> dict:
+        return {"type": "status", "stream": stream.name, "event": event, "message": message,
+                "counters": stream.counters()}
+
+    def _named(self, probs: np.ndarray) -> dict[str, float]:
+        return {g: round(float(p), 5) for g, p in zip(self.genres, probs)}

@@ -1,0 +1,133 @@
+"""The WebSocket broadcast: every prediction and status message to every subscribed client (protocol in
+docs/protocol.md).
+
+A slow client never delays the others: each has a bounded queue, the oldest message is dropped when it is full,
+and drops are counted. Whatever a client sends besides a subscription is ignored and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+PROTOCOL_VERSION = 1
+CLIENT_QUEUE = 256
+
+log = logging.getLogger("streamgenre.server")
+
+
+class Client:
+    def __init__(self, connection: ServerConnection):
+        self.connection = connection
+        self.queue: collections.deque[tuple[str | None, str]] = collections.deque(maxlen=CLIENT_QUEUE)
+        self.ready = asyncio.Event()
+        self.subscription: set[str] | None = None  # None: every stream
+        self.dropped = 0
+
+    def offer(self, stream: str | None, text: str) -> None:
+        if self.subscription is not None and stream is not None and stream not in self.subscription:
+            return
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append((stream, text))
+        self.ready.set()
+
+
+class Broadcaster:
+    """Holds the connected clients; `publish` may be called from any thread."""
+
+    def __init__(self, hello: dict):
+        self.hello = hello
+        self.clients: set[Client] = set()
+        self.ignored_messages = 0
+        self.dropped_total = 0  # messages dropped for clients that have left, too
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def publish(self, message: dict) -> None:
+        """Thread-safe: hand a message to the event loop, which queues it for each client."""
+        if self.loop:
+            self.loop.call_soon_threadsafe(self._deliver, message.get("stream"), json.dumps(message))
+
+    def _deliver(self, stream: str | None, text: str) -> None:
+        for client in self.clients:
+            client.offer(stream, text)
+
+    async def handler(self, connection: ServerConnection) -> None:
+        client = Client(connection)
+        await connection.send(json.dumps(self.hello))
+        self.clients.add(client)
+        sender = asyncio.create_task(self._send(client))
+        try:
+            async for raw in connection:
+                self._receive(client, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.discard(client)
+            self.dropped_total += client.dropped
+            sender.cancel()
+
+    def _receive(self, client: Client, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+            names = message["subscribe"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise TypeError
+        except (ValueError, TypeError, KeyError, IndexError):
+            self.ignored_messages += 1
+            log.debug("ignored a client message: %.80r", raw)
+            return
+        client.subscription = set(names)
+        client.queue = collections.deque(((s, t) for s, t in client.queue if s is None or s in names),
+                                         maxlen=CLIENT_QUEUE)
+
+    async def _send(self, client: Client) -> None:
+        try:
+            while True:
+                await client.ready.wait()
+                client.ready.clear()
+                while client.queue:
+                    await client.connection.send(client.queue.popleft()[1])
+        except ConnectionClosed:
+            pass
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify) about READY=1, WATCHDOG=1 or STOPPING=1; nothing when not run by systemd."""
+    import os
+    import socket
+
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(state.encode(), address)
+
+
+async def serve(pipeline, broadcaster: Broadcaster, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run the WebSocket server and the pipeline until `stop` is set; ping systemd's watchdog meanwhile."""
+    import os
+
+    from websockets.asyncio.server import serve as websocket_serve
+
+    broadcaster.loop = asyncio.get_running_loop()
+    watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
+    async with websocket_serve(broadcaster.handler, host, port, max_size=2**16, ping_interval=20):
+        pipeline.start()
+        log.info("serving ws://%s:%d", host, port)
+        sd_notify("READY=1")
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=watchdog or 5.0)
+            except asyncio.TimeoutError:
+                if watchdog and pipeline.alive:
+                    sd_notify("WATCHDOG=1")
+        sd_notify("STOPPING=1")
+        pipeline.stop()

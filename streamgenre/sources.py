@@ -1,0 +1,268 @@
+"""Where audio comes from: a sound card, a file, or a network stream. Each source writes into its own ring buffer.
+
+A source runs on its own thread (PortAudio's callback thread for sound cards) and never touches the model; it
+reports what happens to it (errors, reconnects, the end of a file) through `events`, which the pipeline drains.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from .audio import SAMPLE_RATE, AudioError, decode_chunks, open_container
+from .ring import RingBuffer
+
+RING_SECONDS = 10.0  # audio a source may hold before the oldest is overwritten
+CONNECT_TIMEOUT = 10.0
+MAX_BACKOFF = 30.0
+
+
+class Source:
+    """Common state: the ring buffer, the sample rate written into it, counters, and an event queue."""
+
+    kind = "source"
+
+    def __init__(self, name: str, rate: int = SAMPLE_RATE):
+        self.name = name
+        self.rate = rate
+        self.ring = RingBuffer(int(RING_SECONDS * rate))
+        self.events: collections.deque[dict] = collections.deque(maxlen=100)
+        self.title: str | None = None
+        self.error: str | None = None  # the current problem, None while audio flows
+        self.finished = False  # no more audio will come (end of file, fatal error)
+        self.overflows = 0  # sound-card overflows reported by PortAudio
+        self.reconnects = 0
+        self._stop = threading.Event()
+
+    def report(self, event: str, message: str) -> None:
+        self.events.append({"event": event, "message": message})
+
+    def fail(self, message: str) -> None:
+        self.error = message
+        self.report("error", message)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run_safely, name=f"source-{self.name}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run_safely(self) -> None:
+        try:
+            self.run()
+        except AudioError as e:
+            self.fail(str(e))
+        except Exception as e:  # a source must never take the daemon down
+            self.fail(f"{self.name}: {type(e).__name__}: {e}")
+        finally:
+            self.finished = True
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def write_paced(self, chunks, realtime: bool) -> None:
+        """Write decoded chunks; at real time, as a live feed would deliver them; else as fast as the reader takes."""
+        started, sent = time.monotonic(), 0
+        for chunk in chunks:
+            if self._stop.is_set():
+                return
+            if realtime:
+                ahead = started + sent / SAMPLE_RATE - time.monotonic()
+                if ahead > 0:
+                    self._stop.wait(ahead)
+                elif ahead < -1.0:  # a stalled feed: do not burst to catch up
+                    started, sent = time.monotonic(), 0
+            else:
+                while self.ring.free < len(chunk) and not self._stop.is_set():
+                    self._stop.wait(0.01)
+            self.ring.write(chunk)
+            sent += len(chunk)
+
+
+class FileSource(Source):
+    """A file decoded as it plays, paced at real time (as if live) or as fast as the pipeline takes it."""
+
+    kind = "file"
+
+    def __init__(self, name: str, path: str | Path, realtime: bool = True):
+        super().__init__(name)
+        self.path = str(path)
+        self.realtime = realtime
+        if not Path(path).is_file():
+            raise AudioError(f"{path}: no such file")
+
+    def run(self) -> None:
+        with open_container(self.path) as container:
+            self.write_paced(decode_chunks(container, self.path), self.realtime)
+        if not self._stop.is_set():
+            self.report("ended", f"{self.path}: end of file")
+
+
+class UrlSource(Source):
+    """An HTTP(S) or Icecast stream (MP3, AAC, Ogg), reconnecting with exponential backoff when it drops.
+
+    Asks for ICY metadata and strips it from the audio, keeping the "now playing" title.
+    """
+
+    kind = "url"
+
+    def __init__(self, name: str, url: str):
+        super().__init__(name)
+        self.url = url
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            delivered = self._listen_once()
+            if self._stop.is_set():
+                return
+            backoff = 1.0 if delivered else min(backoff * 2, MAX_BACKOFF)
+            self.reconnects += 1
+            self.report("reconnecting", f"{self.url}: reconnecting in {backoff:.0f} s")
+            self._stop.wait(backoff)
+
+    def _listen_once(self) -> bool:
+        """One connection; True if it delivered audio before it ended."""
+        before = self.ring.written
+        try:
+            request = urllib.request.Request(self.url, headers={"Icy-MetaData": "1", "User-Agent": "streamgenre"})
+            with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
+                reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
+                with open_container(reader, timeout=CONNECT_TIMEOUT) as container:
+                    self.error = None
+                    self.write_paced(decode_chunks(container, self.url), realtime=True)
+            self.fail(f"{self.url}: the stream ended")
+        except AudioError as e:
+            self.fail(str(e))
+        except OSError as e:  # refused, unreachable, timed out, HTTP errors
+            self.fail(f"{self.url}: {getattr(e, 'reason', None) or e}")
+        return self.ring.written > before
+
+    def _set_title(self, title: str) -> None:
+        if title != self.title:
+            self.title = title
+            self.report("title", title)
+
+
+class IcyReader:
+    """A file-like view of an HTTP response with the ICY metadata blocks taken out."""
+
+    TITLE = re.compile(rb"StreamTitle='(.*?)';", re.S)
+
+    def __init__(self, response, metaint: int, on_title):
+        self.response, self.metaint, self.on_title = response, metaint, on_title
+        self._until_meta = metaint
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.metaint:
+            return self.response.read(size)
+        if self._until_meta == 0:
+            length = self.response.read(1)
+            if not length:
+                return b""
+            meta = self.response.read(length[0] * 16)
+            match = self.TITLE.search(meta)
+            if match:
+                self.on_title(match.group(1).decode("utf-8", "replace"))
+            self._until_meta = self.metaint
+        size = self._until_meta if size < 0 else min(size, self._until_meta)
+        data = self.response.read(size)
+        self._until_meta -= len(data)
+        return data
+
+
+class DeviceSource(Source):
+    """A sound card through PortAudio. The callback only copies into the ring buffer (downmixing in place) and
+    counts overflows; resampling to 22050 Hz happens on the consumer side."""
+
+    kind = "device"
+
+    def __init__(self, name: str, device: str):
+        import sounddevice
+
+        index = find_device(device)
+        info = sounddevice.query_devices(index)
+        super().__init__(name, int(info["default_samplerate"]))
+        self.device = index
+        self.device_name = info["name"]
+        self.channels = min(2, int(info["max_input_channels"]))
+        self._stream = sounddevice.InputStream(
+            device=index, channels=self.channels, samplerate=self.rate, dtype="float32", callback=self._callback
+        )
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        self.ring.write(indata)
+
+    def start(self) -> None:
+        self._stream.start()
+
+    def stop(self) -> None:
+        self._stream.close()
+
+
+class BrokenSource(Source):
+    """A source that could not be opened: kept so that its error shows in status messages and health checks."""
+
+    kind = "broken"
+
+    def __init__(self, name: str, error: str):
+        super().__init__(name)
+        self.fail(error)
+        self.finished = True
+
+    def start(self) -> None:
+        pass
+
+
+def input_devices() -> list[dict]:
+    import sounddevice
+
+    apis = sounddevice.query_hostapis()
+    return [
+        {"index": i, "name": d["name"], "channels": d["max_input_channels"], "rate": d["default_samplerate"],
+         "api": apis[d["hostapi"]]["name"]}
+        for i, d in enumerate(sounddevice.query_devices()) if d["max_input_channels"] > 0
+    ]
+
+
+def find_device(spec: str | int | None) -> int:
+    """An input device by index or by part of its name (None: the default input); a clear error otherwise."""
+    import sounddevice
+
+    devices = input_devices()
+    listing = "; ".join(f"{d['index']}: {d['name']}" for d in devices) or "none"
+    if spec is None or spec == "" or spec == "default":
+        default = sounddevice.default.device[0]
+        if default is None or default < 0:
+            if not devices:
+                raise AudioError(f"no input device (available: {listing})")
+            return devices[0]["index"]
+        return int(default)
+    spec = str(spec)
+    if spec.isdigit():
+        if any(d["index"] == int(spec) for d in devices):
+            return int(spec)
+        raise AudioError(f"no input device with index {spec} (available: {listing})")
+    matches = [d for d in devices if spec.lower() in d["name"].lower()]
+    if not matches:
+        raise AudioError(f"no input device named like '{spec}' (available: {listing})")
+    return matches[0]["index"]
+
+
+def parse_source(spec: str, realtime: bool = True) -> Source:
+    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL`; the name defaults to the device, file stem or host."""
+    name, target = spec.split("=", 1) if re.match(r"^[\w.-]+=", spec) else ("", spec)
+    if target.startswith("device:") or target == "device":
+        source: Source = DeviceSource(name or "device", target.partition(":")[2] or None)
+    elif re.match(r"^(https?|icy)://", target):
+        source = UrlSource(name or urllib.parse.urlsplit(target).hostname or "stream", target.replace("icy://", "http://", 1))
+    else:
+        source = FileSource(name or Path(target).stem, target, realtime)
+    return source

@@ -1,0 +1,98 @@
+"""Finding labelled audio, computing its log-mel once, and splitting it by recording.
+
+Layouts understood (a root may be any of them):
+- GTZAN as distributed: `genres/<g>/<g>.000NN.au`, `genres_original/<g>/<g>.000NN.wav`, or flat `<g>.000NN.*`;
+  the partial copy in `../shared/data/gtzan` (`full/` and `excerpts/`, same names) is flat by this rule.
+- A folder with `tracks.csv` (`file,genre,...`), like `../shared/data/extra`.
+- Any folder-per-genre collection: `<root>/<genre>/**/<file>`.
+
+A GTZAN file's recording is its name (`blues.00001`), so an excerpt and the full track it was cut from fall on the
+same side of every split; other files are their own recording.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamgenre.audio import AUDIO_EXTENSIONS, WINDOW_FRAMES, load_audio, pad_to_window
+from streamgenre.frontend import log_mel
+
+GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+GTZAN_NAME = re.compile(rf"^({'|'.join(GTZAN_GENRES)})\.(\d{{5}})$")
+CACHE = Path(__file__).resolve().parent / "cache"
+
+
+@dataclass
+class Track:
+    path: Path
+    genre: str
+    recording: str  # tracks of one recording are never split apart
+    source: str  # which root it came from, e.g. "gtzan" or "extra"
+    mel: np.ndarray | None = None  # (N_MELS, n_frames) log-mel, filled by load_features
+
+    @property
+    def is_excerpt(self) -> bool:
+        """Shorter than two windows: used as one (padded) example rather than cropped."""
+        return self.mel.shape[1] < 2 * WINDOW_FRAMES
+
+
+def find_tracks(root: str | Path, source: str | None = None) -> list[Track]:
+    """All labelled audio under root, in a stable order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    source = source or root.name
+    listing = root / "tracks.csv"
+    if listing.exists():
+        with listing.open() as f:
+            rows = list(csv.DictReader(f))
+        return [Track(root / r["file"], r["genre"], f"{source}:{r['file']}", source) for r in rows]
+    tracks = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
+        match = GTZAN_NAME.match(path.stem)
+        if match:
+            tracks.append(Track(path, match.group(1), f"gtzan:{path.stem}", source))
+        elif path.parent != root:
+            genre = path.relative_to(root).parts[0]
+            tracks.append(Track(path, genre, f"{source}:{path.relative_to(root)}", source))
+    if not tracks:
+        raise ValueError(f"{root}: no labelled audio (expected GTZAN names, tracks.csv or one folder per genre)")
+    return tracks
+
+
+def load_features(tracks: list[Track], cache: Path | None = CACHE) -> list[Track]:
+    """Fill each track's log-mel, padding excerpts shorter than a window to one window; cached on disk by path."""
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+    for track in tracks:
+        key = hashlib.sha1(f"{track.path.resolve()}:{track.path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+        cached = cache / f"{key}.npy" if cache else None
+        if cached and cached.exists():
+            track.mel = np.load(cached)
+            continue
+        track.mel = log_mel(pad_to_window(load_audio(track.path)))
+        if cached:
+            np.save(cached, track.mel)
+    return tracks
+
+
+def read_split(split_file: Path) -> set[str]:
+    """Recordings named in a GTZAN split list (lines like `blues/blues.00029.wav`)."""
+    return {f"gtzan:{Path(line.strip()).stem}" for line in split_file.read_text().splitlines() if line.strip()}
+
+
+def group_folds(tracks: list[Track], k: int, seed: int) -> list[set[str]]:
+    """k folds of recordings, stratified by genre, counting only GTZAN recordings (the ones evaluated on)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    gtzan = [t for t in tracks if t.recording.startswith("gtzan:")]
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    labels = [t.genre for t in gtzan]
+    groups = [t.recording for t in gtzan]
+    return [{groups[i] for i in test} for _, test in splitter.split(np.zeros(len(gtzan)), labels, groups)]

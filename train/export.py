@@ -1,0 +1,99 @@
+"""Export a trained network to one ONNX file carrying its frontend parameters, and write its model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from streamgenre.audio import N_MELS, WINDOW_FRAMES
+from streamgenre.frontend import PARAMS
+from streamgenre.model import MODEL_FILE, file_sha256
+from train.net import PaperCNN, WithSoftmax
+
+OPSET = 17  # parsed by TensorRT 8.6 and later
+
+
+def export_onnx(net: PaperCNN, genres: list[str], path: Path, description: str = "") -> None:
+    """One self-contained file, dynamic batch, input `mel` (N, 1, 64, 256), output `probabilities` (N, genres);
+    checked against PyTorch to 1e-5."""
+    model = WithSoftmax(net).eval()
+    example = torch.randn(3, 1, N_MELS, WINDOW_FRAMES).abs()
+    torch.onnx.export(
+        model, (example,), str(path), dynamo=False, opset_version=OPSET,
+        input_names=["mel"], output_names=["probabilities"],
+        dynamic_axes={"mel": {0: "batch"}, "probabilities": {0: "batch"}},
+    )
+    proto = onnx.load(str(path))
+    meta = {"streamgenre.frontend": json.dumps(PARAMS), "streamgenre.genres": json.dumps(genres),
+            "streamgenre.description": description}
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"mel": example.numpy()})[0]
+    with torch.no_grad():
+        want = model(example).numpy()
+    if not np.allclose(got, want, atol=1e-5):
+        raise RuntimeError(f"ONNX export differs from PyTorch by {np.abs(got - want).max():.2e}")
+
+
+def export(net: PaperCNN, genres: list[str], out: Path, report: dict) -> Path:
+    """Write `out/<MODEL_FILE>` and `out/MODEL.md`."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / MODEL_FILE
+    recipe = report["recipe"]["name"]
+    export_onnx(net, genres, path, f"Dong 2018 CNN, recipe '{recipe}', trained on {_data_names(report)}")
+    (out / "MODEL.md").write_text(model_card(path, genres, report))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {out / 'MODEL.md'}")
+    return path
+
+
+def _data_names(report: dict) -> str:
+    return ", ".join(Path(d).name for d in report["data"])
+
+
+def _table(result: dict, genres: list[str]) -> str:
+    acc = result["accuracy"]
+    rows = ["| held out | accuracy | n |", "| --- | --- | --- |"]
+    for kind, text in (("clips", "2-3 s clips (zero-padded to one window)"), ("windows", "3-s windows of full tracks"),
+                       ("tracks", "whole tracks (mean of windows)")):
+        if acc[kind]["n"]:
+            rows.append(f"| {text} | {100 * acc[kind]['accuracy']:.1f} % | {acc[kind]['n']} |")
+    per = result["per_genre"]
+    rows += ["", "| genre | " + " | ".join(genres) + " |", "| --- " * (len(genres) + 1) + "|"]
+    for kind in ("clips", "tracks"):
+        if acc[kind]["n"]:
+            rows.append(f"| {kind} | " + " | ".join(
+                "-" if per[kind][g] is None else f"{100 * per[kind][g]:.0f}" for g in genres) + " |")
+    return "\n".join(rows)
+
+
+def model_card(path: Path, genres: list[str], report: dict) -> str:
+    sections = [
+        "# The shipped genre model",
+        "",
+        f"`{path.name}`: the CNN of Dong 2018 exactly (conv 64 3x3, max-pool 2x4, conv 64 3x5, max-pool 2x4, "
+        "dense 32, dense 10 with softmax; dropout and L2), exported to ONNX (opset "
+        f"{OPSET}, dynamic batch). Input `mel` (N, 1, 64, 256), output `probabilities` (N, {len(genres)}).",
+        "",
+        f"- sha256: `{file_sha256(path)}`",
+        f"- genres, in output order: {', '.join(genres)}",
+        f"- frontend (stored in the file and checked on load): `{json.dumps(PARAMS)}`",
+        f"- trained on: {_data_names(report)} (recipe `{report['recipe']['name']}`, seed {report['seed']})",
+        f"- recipe: `{json.dumps(report['recipe'])}`",
+        "",
+    ]
+    if "cv" in report:
+        sections += ["## Cross-validated (grouped by recording, stratified by genre)", "",
+                     _table(report["cv"], genres), ""]
+    if "split" in report:
+        sections += ["## Fault-filtered test split", "", _table(report["split"], genres), ""]
+    for name, other in report.get("compare", {}).items():
+        sections += [f"## For comparison: recipe `{name}`, same folds", "", _table(other, genres), ""]
+    return "\n".join(sections)

@@ -62,10 +62,11 @@ class Resampler:
         return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
-def open_container(url_or_path: str, timeout: float | None = None) -> av.container.InputContainer:
-    """Open a file or a network stream with FFmpeg, turning its errors into one-line AudioErrors."""
+def open_container(source, timeout: float | None = None, name: str | None = None) -> av.container.InputContainer:
+    """Open a path, URL or readable file object with FFmpeg, turning its errors into one-line AudioErrors."""
+    url_or_path = name or source
     try:
-        container = av.open(str(url_or_path), timeout=timeout, metadata_errors="ignore")
+        container = av.open(source, timeout=timeout, metadata_errors="ignore")
     except FileNotFoundError:
         raise AudioError(f"{url_or_path}: no such file") from None
     except (av.FFmpegError, OSError) as e:

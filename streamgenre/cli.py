@@ -98,7 +98,7 @@ def listen(
 
     if sum(x is not None for x in (device, file, url)) > 1:
         fail("give one of --device, --file, --url")
-    spec = f"file={file}" if file else f"stream={url}" if url else f"device=device:{device or ''}"
+    spec = str(file) if file else url if url else f"device:{device or ''}"
     loaded, engine, streams = _build([spec], average, model, realtime=True, strict=True)
     stream = streams[0]
     pipeline = Pipeline(streams, engine, loaded.genres, publish=lambda message: None)
@@ -146,9 +146,9 @@ def serve(
     loaded, engine, streams = _build(specs, settings["average"], model, realtime=not fast, strict=False)
     log = logging.getLogger("streamgenre")
     log.info("model %s; engine: %s", loaded.name, engine.description)
-    hello = {"type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
-             "streams": [{"name": s.name, "kind": s.source.kind} for s in streams]}
-    broadcaster = Broadcaster(hello)
+    broadcaster = Broadcaster(lambda: {
+        "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
+        "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error} for s in streams]})
 
     def publish(message: dict) -> None:
         if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped"):
@@ -205,19 +205,22 @@ def _build(specs: list[str], average: str, model: Optional[Path], realtime: bool
         loaded = load_model(model)
     except (ValueError, ModelError) as e:
         fail(str(e))
-    streams, names = [], set()
+    streams = []
     for spec in specs:
         try:
             source = parse_source(spec, realtime)
         except AudioError as e:
             if strict:
                 fail(str(e))
-            logging.getLogger("streamgenre").error("%s", e)
             source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
-        if source.name in names:
+        if source.name in {s.name for s in streams}:
             fail(f"two sources are named {source.name!r}: name them with NAME=SOURCE")
-        names.add(source.name)
         streams.append(Stream(source, average))
+    broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
+    if len(broken) == len(streams):
+        fail("; ".join(broken))
+    for error in broken:
+        logging.getLogger("streamgenre").error("%s", error)
     return loaded, create_engine(loaded), streams
 
 

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import json
 import logging
+from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -41,8 +42,8 @@ class Client:
 class Broadcaster:
     """Holds the connected clients; `publish` may be called from any thread."""
 
-    def __init__(self, hello: dict):
-        self.hello = hello
+    def __init__(self, hello: Callable[[], dict]):
+        self.hello = hello  # the first message to each client, made when it connects
         self.clients: set[Client] = set()
         self.ignored_messages = 0
         self.dropped_total = 0  # messages dropped for clients that have left, too
@@ -59,7 +60,7 @@ class Broadcaster:
 
     async def handler(self, connection: ServerConnection) -> None:
         client = Client(connection)
-        await connection.send(json.dumps(self.hello))
+        await connection.send(json.dumps(self.hello()))
         self.clients.add(client)
         sender = asyncio.create_task(self._send(client))
         try:

@@ -133,7 +133,7 @@ class UrlSource(Source):
             request = urllib.request.Request(self.url, headers={"Icy-MetaData": "1", "User-Agent": "streamgenre"})
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
                 reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
-                with open_container(reader, timeout=CONNECT_TIMEOUT) as container:
+                with open_container(reader, CONNECT_TIMEOUT, self.url) as container:
                     self.error = None
                     self.write_paced(decode_chunks(container, self.url), realtime=True)
             self.fail(f"{self.url}: the stream ended")

@@ -39,7 +39,7 @@ def test_network_is_the_papers():
 def trained():
     tracks = tiny_dataset()
     genres = ["slow", "fast"]
-    recipe = Recipe("test", max_epochs=4, patience=4, batch=8, short_crops=0.3, gain_db=3, masks=True, ema=0.5)
+    recipe = Recipe("test", max_epochs=10, patience=10, batch=4, short_crops=0.3, gain_db=3, masks=True, ema=0.5)
     net = fit(tracks[:16], tracks[16:], genres, recipe, seed=0, log=lambda *_: None)
     return net, genres, tracks[16:]
 

@@ -34,8 +34,8 @@ SHORT_FRAMES = (int(2.0 * SAMPLE_RATE / HOP_LENGTH), WINDOW_FRAMES)  # 2-3 s cli
 @dataclass
 class Recipe:
     name: str
-    max_epochs: int = 30
-    patience: int = 5
+    max_epochs: int = 24
+    patience: int = 6
     batch: int = 32
     lr: float = 0.01
     weight_decay: float = 1e-3  # the paper's L2 regularisation
@@ -50,7 +50,7 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe("paper"),
-    "best": Recipe("best", balance=True, short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.99),
+    "best": Recipe("best", balance=True, short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98),
 }
 
 

@@ -15,6 +15,7 @@ class OnnxEngine:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per core
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle between ticks, not spinning
         self.session = onnxruntime.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
         self.description = f"ONNX Runtime {onnxruntime.__version__} on the CPU"
 

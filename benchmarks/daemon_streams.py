@@ -1,0 +1,139 @@
+"""How many real-time streams one daemon sustains on the CPU engine, with no late window.
+
+    python benchmarks/daemon_streams.py [--streams 100 250 500 750] [--seconds 30]
+
+For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
+feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
+real pipeline (frontend, batched ONNX Runtime engine, running averages) and the real WebSocket server to one real
+client that receives every message. Prints windows classified, late windows (> 0.5 s after their last sample
+arrived), audio-to-message latency p50/p99, batch sizes, and CPU time per stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import connect
+
+from streamgenre.audio import SAMPLE_RATE, load_audio
+from streamgenre.backends import create_engine
+from streamgenre.model import load_model
+from streamgenre.pipeline import LATE_SECONDS, Pipeline, Stream
+from streamgenre.server import Broadcaster, serve
+from streamgenre.sources import Source
+
+CHUNK = 441  # 20 ms, a typical sound-card period
+SHARED_MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
+
+
+class FedSource(Source):
+    """A source whose ring buffer the benchmark's feeder thread fills."""
+
+    kind = "benchmark"
+
+    def start(self) -> None:
+        pass
+
+
+def music() -> np.ndarray:
+    files = sorted(SHARED_MUSIC.glob("*.ogg"))
+    if files:
+        return np.concatenate([load_audio(f) for f in files])
+    rng = np.random.default_rng(0)  # no shared music: noise shaped like a spectrum, still real work for the frontend
+    return np.cumsum(rng.standard_normal(SAMPLE_RATE * 60)).astype(np.float32) * 1e-3
+
+
+def feed(sources: list[Source], audio: np.ndarray, stop: threading.Event) -> None:
+    """Write CHUNK samples to every source every 20 ms; stream i starts i/len of a window step late."""
+    start = time.monotonic()
+    offsets = np.linspace(0, 1.486, len(sources), endpoint=False)
+    sent = np.zeros(len(sources), int)
+    while not stop.is_set():
+        now = time.monotonic() - start
+        for i, source in enumerate(sources):
+            due = int(max(0.0, now - offsets[i]) * SAMPLE_RATE)
+            while sent[i] + CHUNK <= due:
+                at = (sent[i] + i * 7919) % (len(audio) - CHUNK)
+                source.ring.write(audio[at : at + CHUNK])
+                sent[i] += CHUNK
+        stop.wait(0.02)
+
+
+def run(n: int, seconds: float, audio: np.ndarray, model, engine) -> dict:
+    sources = [FedSource(f"s{i}") for i in range(n)]
+    streams = [Stream(s, "last:10") for s in sources]
+    broadcaster = Broadcaster(lambda: {"type": "hello"})
+    pipeline = Pipeline(streams, engine, model.genres, broadcaster.publish)
+    received = 0
+
+    async def main():
+        nonlocal received
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(pipeline, broadcaster, "127.0.0.1", 8799, stop))
+        await asyncio.sleep(0.5)
+        stop_feed = threading.Event()
+        threading.Thread(target=feed, args=(sources, audio, stop_feed), daemon=True).start()
+        async with connect("ws://127.0.0.1:8799", max_queue=None) as ws:
+            await asyncio.sleep(4.0)  # warm-up: every stream has its first window
+            pipeline.latencies.clear()
+            for s in streams:
+                s.late = 0
+            pipeline.batches.clear()
+            cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            windows0 = sum(s.seq for s in streams)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                    received += json.loads(raw)["type"] == "prediction"
+                except asyncio.TimeoutError:
+                    pass
+            cpu1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        stop_feed.set()
+        stop.set()
+        await server
+        cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        lat = np.array(pipeline.latencies) * 1000
+        sizes = np.repeat(list(pipeline.batches), list(pipeline.batches.values()))
+        return {
+            "streams": n, "windows": sum(s.seq for s in streams) - windows0, "received": received,
+            "late": sum(s.late for s in streams), "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+            "cpu_percent": 100 * cpu / (wall1 - wall0), "cpu_ms_per_stream_second": 1000 * cpu / (wall1 - wall0) / n,
+            "mean_batch": float(sizes.mean()) if len(sizes) else 0,
+            "overwritten": sum(s.source.ring.overwritten for s in streams),
+        }
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500, 750])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    model = load_model()
+    engine = create_engine(model)
+    audio = music()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {engine.description}")
+    print(f"{'streams':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
+          f"{'CPU ms/stream/s':>15} {'batch':>6} {'lost':>6}")
+    for n in args.streams:
+        r = run(n, args.seconds, audio, model, engine)
+        print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
+              f"{r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} {r['mean_batch']:6.1f} "
+              f"{r['overwritten']:6d}", flush=True)
+    print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")
+
+
+if __name__ == "__main__":
+    main()

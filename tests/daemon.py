@@ -1,0 +1,66 @@
+"""Helpers for end-to-end tests: the real `streamgenre serve` in a subprocess and a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from websockets.asyncio.client import connect
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_daemon(*args: str, env: dict | None = None):
+    """`streamgenre serve ARGS` on a free port; yields (port, process); stops it with SIGTERM."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamgenre", "serve", *args, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon did not start:\n{proc.stdout.read()}")
+            time.sleep(0.1)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def collect(port: int, until, timeout: float, send: list | None = None) -> list[tuple[float, dict]]:
+    """Connect, send `send`, and gather (arrival time, message) until until(messages) or the timeout."""
+
+    async def run():
+        got = []
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            for message in send or []:
+                await ws.send(message if isinstance(message, str) else json.dumps(message))
+            deadline = time.monotonic() + timeout
+            while not until([m for _, m in got]) and time.monotonic() < deadline:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                got.append((time.monotonic(), json.loads(raw)))
+        return got
+
+    return asyncio.run(run())
+
+
+def predictions(messages, stream: str | None = None) -> list[dict]:
+    return [m for _, m in messages if m["type"] == "prediction" and (stream is None or m["stream"] == stream)]

@@ -1,0 +1,88 @@
+"""The daemon end to end: real files, a real WebSocket client, real misbehaving clients and sources."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from websockets.asyncio.client import connect
+
+from conftest import synth_music, write_audio
+from daemon import collect, predictions, running_daemon
+
+PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "genre", "confidence",
+                   "title"}
+
+
+def test_file_in_real_time_gives_hello_then_a_prediction_every_1_49_s(music_file):
+    with running_daemon(f"song={music_file}") as (port, _):
+        got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 5, timeout=20)
+    hello = got[0][1]
+    assert hello["type"] == "hello" and hello["version"] == 1 and len(hello["genres"]) == 10
+    assert hello["streams"] == [{"name": "song", "kind": "file", "error": None}]
+    preds = predictions(got)
+    assert len(preds) >= 5
+    for p in preds:
+        assert set(p) == PREDICTION_KEYS
+        assert p["genre"] in hello["genres"] and abs(sum(p["probabilities"].values()) - 1) < 1e-3
+        assert p["confidence"] == max(p["average"].values()) and p["latency_ms"] < 500
+    assert [p["seq"] for p in preds] == list(range(preds[0]["seq"], preds[0]["seq"] + len(preds)))
+    assert np.allclose(np.diff([p["time"] for p in preds]), 128 * 256 / 22050, atol=1e-3)
+    arrivals = [t for t, m in got if m["type"] == "prediction"]
+    assert np.allclose(np.diff(arrivals), 1.486, atol=0.35)  # paced like live audio
+
+
+def test_bad_sources_and_clients_do_not_stop_the_others(tmp_path, music_file):
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"not audio" * 1000)
+    silence = write_audio(tmp_path / "silence.wav", np.zeros(22050 * 10, np.float32))
+    low = tmp_path / "low.wav"
+    soundfile.write(low, np.stack([synth_music(10, rate=8000)] * 2, axis=1), 8000)  # 8 kHz stereo
+    args = [f"good={music_file}", f"missing={tmp_path / 'nope.wav'}", f"junk={junk}", f"silence={silence}",
+            f"low={low}", "unreachable=http://127.0.0.1:9/stream.mp3"]
+    with running_daemon(*args) as (port, proc):
+
+        async def misbehave():
+            idle = await connect(f"ws://127.0.0.1:{port}")  # connects, never reads
+            async with connect(f"ws://127.0.0.1:{port}") as rude:
+                for junk_message in ["garbage", "{}", '{"subscribe": 5}', "[1, 2]", b"\x00\xff"]:
+                    await rude.send(junk_message)
+            return idle
+
+        idle = asyncio.run(misbehave())
+        got = collect(port, lambda ms: {"good", "silence", "low"} <= {m.get("stream") for m in ms
+                                                                    if m["type"] == "prediction"}, timeout=20)
+        assert proc.poll() is None
+    hello = got[0][1]
+    errors = {s["name"]: s["error"] for s in hello["streams"]}
+    assert "no such file" in errors["missing"]
+    statuses = [m for _, m in got if m["type"] == "status"]
+    problems = {m["stream"] for m in statuses if m["event"] in ("error", "reconnecting")}
+    assert {"junk", "unreachable"} <= problems | {n for n, e in errors.items() if e}
+    assert errors["good"] is None
+
+
+def test_subscribe_filters_streams(music_file, tmp_path):
+    other = write_audio(tmp_path / "other.wav", synth_music(10, seed=3))
+    with running_daemon(f"a={music_file}", f"b={other}") as (port, _):
+        got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 4, timeout=15,
+                      send=[{"subscribe": ["b"]}])
+    assert {p["stream"] for p in predictions(got)} == {"b"}
+
+
+def test_config_file_and_clear_errors(tmp_path, music_file):
+    import subprocess
+    import sys
+
+    config = tmp_path / "streamgenre.toml"
+    config.write_text(f'average = "ema:10"\n[[source]]\nname = "desk"\nfile = "{music_file}"\n')
+    with running_daemon("--config", str(config)) as (port, _):
+        got = collect(port, lambda ms: len(predictions([(0, m) for m in ms])) >= 1, timeout=10)
+    assert predictions(got)[0]["stream"] == "desk"
+    for args, message in ((["--average", "last:0", str(music_file)], "use last:N"),
+                          (["device=device:no-such-card"], "no input device"),
+                          ([], "no sources")):
+        run = subprocess.run([sys.executable, "-m", "streamgenre", "serve", *args], capture_output=True, text=True,
+                             timeout=30)
+        assert run.returncode != 0 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -1,0 +1,26 @@
+"""`streamgenre listen --file` draws its live view in a real terminal (a pseudo-terminal)."""
+
+import re
+import sys
+
+import pexpect
+
+from conftest import synth_music, write_audio
+
+
+def test_listen_file_draws_bars_in_a_terminal(tmp_path):
+    path = write_audio(tmp_path / "tune.wav", synth_music(6.5, seed=2))
+    term = pexpect.spawn(sys.executable, ["-m", "streamgenre", "listen", "--file", str(path)], dimensions=(40, 120),
+                         timeout=30, encoding="utf-8")
+    term.expect("waiting for the first window")
+    term.expect(r"now    ([A-Z]+)  (\d\.\d\d)")
+    genre = term.match.group(1).lower()
+    term.expect(pexpect.EOF)
+    screen = term.before
+    term.close()
+    assert term.exitstatus == 0
+    last = screen.rsplit("\x1b[H\x1b[2J", 1)[-1]
+    bars = re.findall(r"^ *(\w+) ([█░]{40}) +(\d\.\d\d)\r?$", last, re.M)
+    assert len(bars) == 10 and genre in [b[0] for b in bars]
+    assert abs(sum(float(b[2]) for b in bars) - 1) < 0.02
+    assert "streamgenre  tune (file)" in last and "dBFS" in last and "window 3 at" in last

@@ -17,9 +17,11 @@ import numpy as np
 from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, STEP_FRAMES, STEP_SECONDS, WINDOW_FRAMES, Resampler
 from .backends import Engine
 from .frontend import StreamingFrontend
+from .metrics import Metrics
 from .sources import Source
 
 LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
+STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering audio
 TICK_SECONDS = 0.05
 
 
@@ -103,6 +105,17 @@ class Stream:
             out.append((window, end_sample / SAMPLE_RATE, ring.arrival_time(at_source)))
         return out
 
+    def problem(self) -> str | None:
+        """Why this stream is not delivering audio now, or None while it is."""
+        source = self.source
+        if source.error:
+            return source.error
+        if source.finished:
+            return "ended"
+        if time.monotonic() - source.ring.arrival_time(source.ring.written) > STALE_SECONDS:
+            return f"no audio in the last {STALE_SECONDS:.0f} s"
+        return None
+
     def counters(self) -> dict:
         ring = self.source.ring
         return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,
@@ -120,8 +133,8 @@ class Pipeline:
         self.genres = genres
         self.publish = publish
         self.tick = tick
-        self.batches: collections.Counter[int] = collections.Counter()  # batch size -> count
-        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)  # seconds
+        self.metrics = Metrics()
+        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)  # recent, in seconds
         self._reported_loss: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,7 +173,7 @@ class Pipeline:
         if not ready:
             return 0
         probs = self.engine.infer(np.stack([window for _, window, _, _ in ready]))
-        self.batches[len(ready)] += 1
+        self.metrics.batch_size.observe(len(ready))
         for (stream, _, stream_time, arrived), p in zip(ready, probs):
             self._send_prediction(stream, p, stream_time, arrived)
         return len(ready)
@@ -171,6 +184,7 @@ class Pipeline:
         stream.seq += 1
         latency = time.monotonic() - arrived
         self.latencies.append(latency)
+        self.metrics.latency.observe(latency)
         if latency > LATE_SECONDS:
             stream.late += 1
         stream.last = {

@@ -1,5 +1,8 @@
-"""The WebSocket broadcast: every prediction and status message to every subscribed client (protocol in
-docs/protocol.md).
+"""The daemon's port: the WebSocket broadcast (protocol in docs/protocol.md) and a few plain HTTP routes.
+
+Every prediction and status message goes to every subscribed client. HTTP: `/` and `/overlay` (the OBS overlay
+page, a packaged asset), `/api/now` (latest prediction per stream), `/metrics` (Prometheus), `/healthz`; nothing
+else, and no files from disk.
 
 A slow client never delays the others: each has a bounded queue, the oldest message is dropped when it is full,
 and drops are counted. Whatever a client sends besides a subscription is ignored and counted.
@@ -98,6 +101,44 @@ class Broadcaster:
             pass
 
 
+def http_routes(pipeline, broadcaster: Broadcaster):
+    """`process_request` for the WebSocket server: answer plain HTTP GETs, let WebSocket upgrades through."""
+    from http import HTTPStatus
+    from importlib.resources import files
+
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    overlay = files("streamgenre.assets").joinpath("overlay.html").read_text()
+    pipeline.metrics.watch(pipeline.streams, broadcaster)
+
+    def respond(connection, status, body: str, content_type: str):
+        response = connection.respond(status, body)
+        del response.headers["Content-Type"]  # headers are a multi-dict: replace, not add
+        response.headers["Content-Type"] = content_type
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def process_request(connection, request):
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        path = request.path.split("?", 1)[0]
+        if path in ("/", "/overlay"):
+            return respond(connection, HTTPStatus.OK, overlay, "text/html; charset=utf-8")
+        if path == "/api/now":
+            now = {s.name: s.last for s in pipeline.streams}
+            return respond(connection, HTTPStatus.OK, json.dumps(now), "application/json")
+        if path == "/metrics":
+            return respond(connection, HTTPStatus.OK, pipeline.metrics.text().decode(), CONTENT_TYPE_LATEST)
+        if path == "/healthz":
+            problems = [f"{s.name}: {s.problem()}" for s in pipeline.streams if s.problem()]
+            if problems:
+                return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, "; ".join(problems) + "\n", "text/plain")
+            return respond(connection, HTTPStatus.OK, "ok\n", "text/plain")
+        return respond(connection, HTTPStatus.NOT_FOUND, "not found\n", "text/plain")
+
+    return process_request
+
+
 def sd_notify(state: str) -> None:
     """Tell systemd (Type=notify) about READY=1, WATCHDOG=1 or STOPPING=1; nothing when not run by systemd."""
     import os
@@ -120,7 +161,8 @@ async def serve(pipeline, broadcaster: Broadcaster, host: str, port: int, stop: 
 
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
-    async with websocket_serve(broadcaster.handler, host, port, max_size=2**16, ping_interval=20):
+    async with websocket_serve(broadcaster.handler, host, port, max_size=2**16, ping_interval=20,
+                               process_request=http_routes(pipeline, broadcaster)):
         pipeline.start()
         log.info("serving ws://%s:%d", host, port)
         sd_notify("READY=1")

@@ -1,0 +1,61 @@
+"""Prometheus metrics for `GET /metrics`.
+
+Per-stream counts are read from the streams' own counters at scrape time (no second bookkeeping); the latency and
+batch-size histograms are observed by the pipeline as it runs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+# per-stream counter: (metric name, help, key in Stream.counters())
+STREAM_COUNTERS = (
+    ("streamgenre_windows", "Windows classified", "windows"),
+    ("streamgenre_late_windows", "Windows sent more than 0.5 s after their last sample arrived", "late_windows"),
+    ("streamgenre_audio_overwritten_samples", "Samples lost because the pipeline fell behind", "samples_overwritten"),
+    ("streamgenre_input_overflows", "Sound-card input overflows reported by PortAudio", "overflows"),
+    ("streamgenre_reconnects", "Reconnections of network streams", "reconnects"),
+    ("streamgenre_audio_samples", "Samples received from the source", "samples_written"),
+)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("streamgenre_latency_seconds", "From a window's last sample arriving to its message",
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("streamgenre_engine_batch_size", "Windows per engine call",
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+
+    def watch(self, streams, broadcaster) -> None:
+        """Report the streams' counters and the broadcaster's clients at every scrape."""
+        self.registry.register(_Collector(streams, broadcaster))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Collector:
+    def __init__(self, streams, broadcaster):
+        self.streams, self.broadcaster = streams, broadcaster
+
+    def collect(self):
+        for name, text, key in STREAM_COUNTERS:
+            family = CounterMetricFamily(name, text, labels=["stream"])
+            for stream in self.streams:
+                family.add_metric([stream.name], stream.counters()[key])
+            yield family
+        up = GaugeMetricFamily("streamgenre_source_up", "1 while the source delivers audio", labels=["stream"])
+        for stream in self.streams:
+            up.add_metric([stream.name], 0 if stream.problem() else 1)
+        yield up
+        b = self.broadcaster
+        yield GaugeMetricFamily("streamgenre_clients", "Connected WebSocket clients", value=len(b.clients))
+        yield CounterMetricFamily("streamgenre_client_dropped_messages", "Messages dropped for slow clients",
+                                  value=b.dropped_total + sum(c.dropped for c in b.clients))
+        yield CounterMetricFamily("streamgenre_client_ignored_messages", "Client messages that were not subscriptions",
+                                  value=b.ignored_messages)

@@ -1,0 +1,129 @@
+"""The HTTP side of the daemon's port, and the overlay page in a real browser (headless Chromium)."""
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from daemon import free_port, running_daemon
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_http_routes(music_file, tmp_path):
+    with running_daemon(f"song={music_file}", f"gone={tmp_path / 'missing.wav'}") as (port, _):
+        status, kind, page = get(port, "/overlay?stream=song&theme=dark")
+        assert status == 200 and kind.startswith("text/html") and "new WebSocket" in page
+        assert "http://" not in page.replace("location.protocol", "") and "https://" not in page  # nothing external
+        assert get(port, "/")[2] == page
+        deadline = time.monotonic() + 10
+        while json.loads(get(port, "/api/now")[2])["song"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        now = json.loads(get(port, "/api/now")[2])
+        assert now["song"]["type"] == "prediction" and now["song"]["genre"] and now["gone"] is None
+        status, _, health = get(port, "/healthz")
+        assert status == 503 and "gone" in health and "no such file" in health
+        status, kind, metrics = get(port, "/metrics")
+        assert status == 200 and kind.startswith("text/plain")
+        for name in ('streamgenre_windows_total{stream="song"}', "streamgenre_latency_seconds_bucket",
+                     "streamgenre_engine_batch_size_count", "streamgenre_clients",
+                     'streamgenre_source_up{stream="gone"} 0.0', "streamgenre_audio_overwritten_samples_total"):
+            assert name in metrics
+        for path in ("/nope", "/../../etc/passwd", "/assets/overlay.html", "/streamgenre/assets/mel_filters.npz"):
+            assert get(port, path)[0] == 404
+
+
+def test_healthz_is_ok_while_every_source_delivers(music_file):
+    with running_daemon(f"song={music_file}") as (port, _):
+        time.sleep(1.0)
+        assert get(port, "/healthz")[:3:2] == (200, "ok\n")
+
+
+async def cdp(url: str):
+    """A minimal Chrome DevTools Protocol client over the project's own WebSocket library."""
+    ws = await connect(url, max_size=2**26)
+    counter = 0
+
+    async def call(method, **params):
+        nonlocal counter
+        counter += 1
+        await ws.send(json.dumps({"id": counter, "method": method, "params": params}))
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply.get("id") == counter:
+                return reply.get("result", {})
+
+    return ws, call
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
+def test_overlay_shows_live_genre_and_bars_in_chromium(music_file):
+    devtools = free_port()
+    profile = tempfile.mkdtemp()
+    with running_daemon(f"song={music_file}") as (port, _):
+        browser = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", f"--remote-debugging-port={devtools}", "--window-size=1920,1080",
+             f"http://127.0.0.1:{port}/overlay?stream=song&theme=dark&bars=5"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            page = None
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list", timeout=2) as r:
+                        page = next(t for t in json.load(r) if t["type"] == "page")
+                    break
+                except (OSError, StopIteration):
+                    time.sleep(0.2)
+            assert page, "Chromium did not start"
+
+            async def read_page():
+                ws, call = await cdp(page["webSocketDebuggerUrl"])
+                state = {}
+                for _ in range(100):
+                    result = await call("Runtime.evaluate", returnByValue=True, expression="""(() => { try { return JSON.stringify({
+                        genre: document.getElementById('genre').textContent,
+                        confidence: document.getElementById('confidence').textContent,
+                        bars: [...document.querySelectorAll('.track')].map(t => [t.dataset.genre,
+                              parseFloat(t.firstChild.style.width)])}) } catch (e) { return "{}" } })()""")
+                    state = json.loads(result["result"].get("value", "{}"))
+                    if len(state.get("bars", [])) == 5 and state["genre"] != "…":
+                        break
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(0.8)  # let the bar transition finish for the screenshot
+                shot = await call("Page.captureScreenshot", format="png")
+                await ws.close()
+                return state, base64.b64decode(shot["data"])
+
+            state, png = asyncio.run(read_page())
+        finally:
+            browser.kill()
+            browser.wait()
+            shutil.rmtree(profile, ignore_errors=True)
+        now = json.loads(get(port, "/api/now")[2])["song"]
+    assert state["genre"] in now["average"]
+    assert len(state["bars"]) == 5 and state["bars"][0][0] == state["genre"]
+    widths = [w for _, w in state["bars"]]
+    assert widths == sorted(widths, reverse=True) and widths[0] > 0
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("STREAMGENRE_SCREENSHOT"):
+        Path(os.environ["STREAMGENRE_SCREENSHOT"]).write_bytes(png)

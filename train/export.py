@@ -97,3 +97,23 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
     for name, other in report.get("compare", {}).items():
         sections += [f"## For comparison: recipe `{name}`, same folds", "", _table(other, genres), ""]
     return "\n".join(sections)
+
+
+def main() -> None:
+    """Rewrite engines/MODEL.md from training reports, e.g. after the `paper` recipe's cross-validation finished."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--report", type=Path, default=Path("train/runs/best.json"))
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other recipes' reports, same folds")
+    parser.add_argument("--out", type=Path, default=Path("engines"))
+    args = parser.parse_args()
+    report = json.loads(args.report.read_text())
+    report["compare"] = {json.loads(p.read_text())["recipe"]["name"]: json.loads(p.read_text())["cv"]
+                         for p in args.compare}
+    (args.out / "MODEL.md").write_text(model_card(args.out / MODEL_FILE, report["genres"], report))
+    print(f"wrote {args.out / 'MODEL.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Classifying files on the CPU: tracks per second and times real time, with the model loaded once.
+
+    python benchmarks/classify_speed.py [--tracks 20] [--threads 1]
+
+Uses 30-s GTZAN tracks from ../shared when present, else 30 s of synthetic audio written to a temporary WAV file;
+times decoding, the frontend and ONNX Runtime together, as `streamgenre classify` runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from streamgenre.backends import create_engine
+from streamgenre.classify import classify_file
+from streamgenre.model import load_model
+
+SHARED_TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan" / "full"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tracks", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (the issue's figure: one core)")
+    args = parser.parse_args()
+    files = sorted(SHARED_TRACKS.glob("*.flac"))[: args.tracks]
+    if not files:
+        path = Path(tempfile.mkdtemp()) / "noise.wav"
+        soundfile.write(path, np.random.default_rng(0).uniform(-0.3, 0.3, 30 * 22050).astype(np.float32), 22050)
+        files = [path] * args.tracks
+    model = load_model()
+    engine = create_engine(model, threads=args.threads)
+    classify_file(files[0], engine, model.genres)  # warm-up
+    started, audio = time.perf_counter(), 0.0
+    for f in files:
+        audio += classify_file(f, engine, model.genres)["duration"]
+    elapsed = time.perf_counter() - started
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {engine.description}, {args.threads} thread(s)")
+    print(f"{len(files)} tracks, {audio:.0f} s of audio in {elapsed:.2f} s: {len(files) / elapsed:.1f} tracks/s, "
+          f"{audio / elapsed:.0f}x real time, {1000 * elapsed / len(files):.0f} ms per track")
+
+
+if __name__ == "__main__":
+    main()

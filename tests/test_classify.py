@@ -1,0 +1,70 @@
+"""`streamgenre classify` on real files, through the real CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import synth_music, write_audio
+
+
+def classify(*args):
+    return subprocess.run([sys.executable, "-m", "streamgenre", "classify", *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("classify")
+    music = synth_music(12.0, seed=4)
+    return {ext: write_audio(d / f"song.{ext}", music) for ext in ("wav", "flac", "ogg", "mp3")}
+
+
+def test_json_lines_for_every_format(files):
+    run = classify("--json", *files.values())
+    assert run.returncode == 0, run.stderr
+    results = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["path"] for r in results] == [str(p) for p in files.values()]
+    for r in results:
+        assert set(r) == {"path", "genre", "probabilities", "windows", "duration"}
+        assert len(r["probabilities"]) == 10 and abs(sum(r["probabilities"].values()) - 1) < 1e-3
+        assert r["genre"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["windows"] == 1 + (12 * 22050 - 65792) // (128 * 256)
+        assert abs(r["duration"] - 12.0) < 0.1
+    wav, flac = results[0], results[1]
+    assert wav["probabilities"] == flac["probabilities"]  # lossless formats decode to the same numbers
+
+
+def test_timeline_and_table(files):
+    run = classify("--json", "--timeline", files["wav"])
+    result = json.loads(run.stdout)
+    assert len(result["timeline"]) == result["windows"]
+    mean = np.mean([list(w["probabilities"].values()) for w in result["timeline"]], axis=0)
+    np.testing.assert_allclose(mean, list(result["probabilities"].values()), atol=1e-4)
+    assert result["timeline"][1]["start"] == pytest.approx(1.486, abs=1e-3)
+    table = classify(files["wav"]).stdout.splitlines()
+    assert table[0].split() == ["file", "genre", "conf", "windows", "seconds"]
+    assert result["genre"] in table[1] and "12.0" in table[1]
+
+
+def test_bad_files_are_reported_and_the_rest_still_classified(tmp_path, files):
+    short = write_audio(tmp_path / "short.wav", synth_music(0.3))
+    padded = write_audio(tmp_path / "two-seconds.wav", synth_music(2.0))
+    junk = tmp_path / "junk.ogg"
+    junk.write_bytes(b"\x00" * 5000)
+    run = classify("--json", short, files["wav"], tmp_path / "missing.mp3", junk, padded)
+    assert run.returncode == 1
+    errors = run.stderr.strip().splitlines()
+    assert len(errors) == 3
+    assert "short.wav: too short to classify (0.30 s; at least 0.5 s)" in errors[0]
+    assert "missing.mp3: no such file" in errors[1]
+    assert "junk.ogg: cannot" in errors[2]
+    results = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["windows"] for r in results] == [7, 1]  # audio shorter than a window is padded to one
+
+
+def test_missing_model_is_a_clear_error(files, tmp_path):
+    run = classify("--model", tmp_path / "none.onnx", files["wav"])
+    assert run.returncode == 2 and run.stderr.strip() == f"streamgenre: error: {tmp_path / 'none.onnx'}: no such model file"

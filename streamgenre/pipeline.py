@@ -91,7 +91,6 @@ class Stream:
         ring = self.source.ring
         if ring.available < self._needed():
             return []
-        start_count = ring.read
         audio = ring.read_all()
         if not len(audio):
             return []
@@ -100,9 +99,9 @@ class Stream:
         self.samples_in += len(converted)
         out = []
         for end_frame, window in self.frontend.feed(converted):
-            end_sample = (end_frame - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz
-            at_source = min(ring.read, start_count + int(np.ceil(end_sample * self.source.rate / SAMPLE_RATE)))
-            out.append((window, end_sample / SAMPLE_RATE, ring.arrival_time(at_source)))
+            end_sample = (end_frame - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz, counted like samples_in
+            behind = int((self.samples_in - end_sample) * self.source.rate / SAMPLE_RATE)  # newer samples read
+            out.append((window, end_sample / SAMPLE_RATE, ring.arrival_time(ring.read - behind)))
         return out
 
     def problem(self) -> str | None:

@@ -42,24 +42,24 @@ def running_daemon(*args: str, env: dict | None = None):
             proc.kill()
 
 
-def collect(port: int, until, timeout: float, send: list | None = None) -> list[tuple[float, dict]]:
+async def gather(port: int, until, timeout: float, send: list | None = None) -> list[tuple[float, dict]]:
     """Connect, send `send`, and gather (arrival time, message) until until(messages) or the timeout."""
+    got = []
+    async with connect(f"ws://127.0.0.1:{port}") as ws:
+        for message in send or []:
+            await ws.send(message if isinstance(message, str) else json.dumps(message))
+        deadline = time.monotonic() + timeout
+        while not until([m for _, m in got]) and time.monotonic() < deadline:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            got.append((time.monotonic(), json.loads(raw)))
+    return got
 
-    async def run():
-        got = []
-        async with connect(f"ws://127.0.0.1:{port}") as ws:
-            for message in send or []:
-                await ws.send(message if isinstance(message, str) else json.dumps(message))
-            deadline = time.monotonic() + timeout
-            while not until([m for _, m in got]) and time.monotonic() < deadline:
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
-                except asyncio.TimeoutError:
-                    break
-                got.append((time.monotonic(), json.loads(raw)))
-        return got
 
-    return asyncio.run(run())
+def collect(port: int, until, timeout: float, send: list | None = None) -> list[tuple[float, dict]]:
+    return asyncio.run(gather(port, until, timeout, send))
 
 
 def predictions(messages, stream: str | None = None) -> list[dict]:

@@ -1,15 +1,21 @@
 """The daemon end to end: real files, a real WebSocket client, real misbehaving clients and sources."""
 
 import asyncio
-import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 
 import numpy as np
-import pytest
 import soundfile
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+import json
 
 from conftest import synth_music, write_audio
-from daemon import collect, predictions, running_daemon
+from daemon import collect, gather, predictions, running_daemon
+from streamgenre.server import CLIENT_QUEUE, Broadcaster
 
 PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "genre", "confidence",
                    "title"}
@@ -43,16 +49,17 @@ def test_bad_sources_and_clients_do_not_stop_the_others(tmp_path, music_file):
             f"low={low}", "unreachable=http://127.0.0.1:9/stream.mp3"]
     with running_daemon(*args) as (port, proc):
 
-        async def misbehave():
-            idle = await connect(f"ws://127.0.0.1:{port}")  # connects, never reads
+        async def misbehave_then_listen():
+            idle = await connect(f"ws://127.0.0.1:{port}")  # connects, never reads, stays connected
             async with connect(f"ws://127.0.0.1:{port}") as rude:
                 for junk_message in ["garbage", "{}", '{"subscribe": 5}', "[1, 2]", b"\x00\xff"]:
                     await rude.send(junk_message)
-            return idle
+            got = await gather(port, lambda ms: {"good", "silence", "low"} <= {
+                m.get("stream") for m in ms if m["type"] == "prediction"}, timeout=20)
+            await idle.close()
+            return got
 
-        idle = asyncio.run(misbehave())
-        got = collect(port, lambda ms: {"good", "silence", "low"} <= {m.get("stream") for m in ms
-                                                                    if m["type"] == "prediction"}, timeout=20)
+        got = asyncio.run(misbehave_then_listen())
         assert proc.poll() is None
     hello = got[0][1]
     errors = {s["name"]: s["error"] for s in hello["streams"]}
@@ -72,9 +79,6 @@ def test_subscribe_filters_streams(music_file, tmp_path):
 
 
 def test_config_file_and_clear_errors(tmp_path, music_file):
-    import subprocess
-    import sys
-
     config = tmp_path / "streamgenre.toml"
     config.write_text(f'average = "ema:10"\n[[source]]\nname = "desk"\nfile = "{music_file}"\n')
     with running_daemon("--config", str(config)) as (port, _):
@@ -86,3 +90,51 @@ def test_config_file_and_clear_errors(tmp_path, music_file):
         run = subprocess.run([sys.executable, "-m", "streamgenre", "serve", *args], capture_output=True, text=True,
                              timeout=30)
         assert run.returncode != 0 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_systemd_notify_ready_watchdog_and_clean_stop(tmp_path, music_file):
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="1000000")
+    with running_daemon(str(music_file), env=env) as (_, proc):
+        assert listener.recv(100) == b"READY=1"
+        assert listener.recv(100) == b"WATCHDOG=1"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        while (state := listener.recv(100)) == b"WATCHDOG=1":
+            pass
+        assert state == b"STOPPING=1"
+    listener.close()
+
+
+def test_a_client_that_never_reads_loses_its_oldest_messages_not_the_others():
+    async def run():
+        broadcaster = Broadcaster(lambda: {"type": "hello"})
+        broadcaster.loop = asyncio.get_running_loop()
+        async with serve(broadcaster.handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            stalled = socket.socket()  # a raw client: handshakes, then never reads again
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", port))
+            stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            async with connect(f"ws://127.0.0.1:{port}") as reader:
+                await reader.recv()
+                await asyncio.sleep(0.1)
+                sent = 3000
+                for seq in range(sent):  # 30 MB: more than the socket buffers of the stalled client hold
+                    broadcaster.publish({"type": "prediction", "stream": "s", "seq": seq, "pad": "x" * 10_000})
+                    if seq % 100 == 0:
+                        await asyncio.sleep(0)
+                got = [json.loads(await asyncio.wait_for(reader.recv(), 5))["seq"] for _ in range(sent)]
+            slow = max(broadcaster.clients, key=lambda c: c.dropped)
+            queued = [json.loads(text)["seq"] for _, text in slow.queue]
+            stalled.close()
+        return got, slow.dropped, queued
+
+    got, dropped, queued = asyncio.run(run())
+    assert got == list(range(3000))  # the reading client got everything, in order
+    assert dropped > 1000  # the stalled one lost many, counted ...
+    assert queued == list(range(3000 - CLIENT_QUEUE, 3000))  # ... the oldest: it keeps the newest

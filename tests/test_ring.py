@@ -11,7 +11,6 @@ def test_reads_are_the_newest_unread_samples_and_losses_are_counted(capacity, op
     n = 0
     for op in ops:
         if op == "read":
-            before = ring.read + ring.overwritten
             out = ring.read_all()
             # what is read is exactly the tail of everything written, and never more than the capacity
             assert len(out) <= capacity

@@ -14,9 +14,15 @@ import asyncio
 import collections
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable
+from http import HTTPStatus
+from importlib.resources import files
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as websocket_serve
 from websockets.exceptions import ConnectionClosed
 
 PROTOCOL_VERSION = 1
@@ -49,7 +55,7 @@ class Broadcaster:
         self.hello = hello  # the first message to each client, made when it connects
         self.clients: set[Client] = set()
         self.ignored_messages = 0
-        self.dropped_total = 0  # messages dropped for clients that have left, too
+        self.dropped_total = 0  # drops of clients that have left; connected ones count their own
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def publish(self, message: dict) -> None:
@@ -103,11 +109,6 @@ class Broadcaster:
 
 def http_routes(pipeline, broadcaster: Broadcaster):
     """`process_request` for the WebSocket server: answer plain HTTP GETs, let WebSocket upgrades through."""
-    from http import HTTPStatus
-    from importlib.resources import files
-
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     overlay = files("streamgenre.assets").joinpath("overlay.html").read_text()
     pipeline.metrics.watch(pipeline.streams, broadcaster)
 
@@ -141,9 +142,6 @@ def http_routes(pipeline, broadcaster: Broadcaster):
 
 def sd_notify(state: str) -> None:
     """Tell systemd (Type=notify) about READY=1, WATCHDOG=1 or STOPPING=1; nothing when not run by systemd."""
-    import os
-    import socket
-
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return
@@ -155,10 +153,6 @@ def sd_notify(state: str) -> None:
 
 async def serve(pipeline, broadcaster: Broadcaster, host: str, port: int, stop: asyncio.Event) -> None:
     """Run the WebSocket server and the pipeline until `stop` is set; ping systemd's watchdog meanwhile."""
-    import os
-
-    from websockets.asyncio.server import serve as websocket_serve
-
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
     async with websocket_serve(broadcaster.handler, host, port, max_size=2**16, ping_interval=20,

@@ -1,0 +1,134 @@
+"""The pretrained teacher for distillation: musicnn's MSD networks (from the `musicnn` wheel) as a music embedding.
+
+    python -m train.teacher --data ../shared/data/gtzan --data ../shared/data/extra
+
+Embeds every student window position of every training track (3-s windows every 128 frames, the excerpts as one
+padded window) with MSD_musicnn (penultimate layer, 200 values) and MSD_vgg (pool5, flattened) and caches them in
+`train/cache/teacher-<key>.npz`; a linear genre head on these embeddings is what teaches the student. A training-time
+tool only: nothing of it enters the runtime package, the ONNX file or the daemon.
+
+Setup (an extra of its own, it pins TensorFlow): `pip install musicnn==0.1.0 --no-deps` then
+`pip install tensorflow-cpu tf_keras`. Three traps of running musicnn today are handled here: Keras 3 lacks
+`tf.layers.batch_normalization` (TF_USE_LEGACY_KERAS=1), musicnn's own extractor hides a failed restore behind a bare
+`except:` (variables are checked against the checkpoint here), and its float16 spectrogram overflows under NumPy 2
+(kept in float32 here).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, STEP_FRAMES, WINDOW_FRAMES, WINDOW_SAMPLES  # noqa: E402
+from train.data import CACHE, Track, find_tracks  # noqa: E402
+
+TEACHER_RATE, TEACHER_MELS, TEACHER_FFT, TEACHER_HOP, PATCH_FRAMES = 16000, 96, 512, 256, 187
+MODELS = ("MSD_musicnn", "MSD_vgg")
+
+
+def teacher_spectrogram(audio_22k: np.ndarray) -> np.ndarray:
+    """musicnn's input for one student window of audio: (PATCH_FRAMES, 96) log-compressed mel at 16 kHz, float32,
+    tiled to a full patch when shorter (the models' `repeat-pad`)."""
+    import librosa
+
+    audio = librosa.resample(audio_22k, orig_sr=SAMPLE_RATE, target_sr=TEACHER_RATE)
+    mel = librosa.feature.melspectrogram(y=audio, sr=TEACHER_RATE, hop_length=TEACHER_HOP, n_fft=TEACHER_FFT,
+                                         n_mels=TEACHER_MELS).T.astype(np.float32)
+    mel = np.log10(10000 * mel + 1)
+    if len(mel) < PATCH_FRAMES:
+        mel = np.tile(mel, (-(-PATCH_FRAMES // max(len(mel), 1)), 1))
+    return mel[:PATCH_FRAMES]
+
+
+class Teacher:
+    """Both MSD networks, restored and checked, computing embeddings for batches of teacher spectrograms."""
+
+    def __init__(self):
+        import musicnn
+        import tensorflow as tf
+        from musicnn import models
+
+        tf.compat.v1.disable_eager_execution()
+        self.tf = tf
+        self.sessions = []
+        for name in MODELS:
+            graph = tf.Graph()
+            with graph.as_default():
+                with tf.name_scope("model"):
+                    x = tf.compat.v1.placeholder(tf.float32, [None, PATCH_FRAMES, TEACHER_MELS])
+                    training = tf.compat.v1.placeholder(tf.bool)
+                    outputs = models.define_model(x, training, name, 50)
+                embedding = outputs[-1]  # pool5 (vgg) or the penultimate layer (musicnn)
+                session = tf.compat.v1.Session(graph=graph)
+                folder = str(Path(musicnn.__file__).parent / name) + "/"
+                self._check_checkpoint(folder, graph)
+                tf.compat.v1.train.Saver().restore(session, folder)
+            self.sessions.append((session, x, training, embedding))
+
+    def _check_checkpoint(self, folder: str, graph) -> None:
+        reader = self.tf.compat.v1.train.NewCheckpointReader(folder)  # files `.index`, `.data-*`: an empty prefix
+        stored = reader.get_variable_to_shape_map()
+        missing = [v.op.name for v in graph.get_collection("variables") if v.op.name not in stored]
+        if missing:
+            raise RuntimeError(f"{folder}: checkpoint lacks {len(missing)} variables, e.g. {missing[:3]}")
+
+    def embed(self, spectrograms: np.ndarray, batch: int = 64) -> np.ndarray:
+        """(N, PATCH_FRAMES, 96) -> (N, features): both networks' embeddings side by side."""
+        parts = []
+        for session, x, training, embedding in self.sessions:
+            out = [session.run(embedding, {x: spectrograms[i : i + batch], training: False})
+                   for i in range(0, len(spectrograms), batch)]
+            parts.append(np.concatenate(out).reshape(len(spectrograms), -1))
+        return np.concatenate(parts, axis=1)
+
+
+def window_starts(n_samples: int) -> list[int]:
+    """Start frame of every student window of a track (one for audio shorter than two windows)."""
+    frames = max(WINDOW_FRAMES, 1 + (n_samples - 512) // HOP_LENGTH)
+    if frames < 2 * WINDOW_FRAMES:
+        return [0]
+    return list(range(0, frames - WINDOW_FRAMES + 1, STEP_FRAMES))
+
+
+def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]:
+    """Embeddings of every window position of every track, cached per track."""
+    from streamgenre.audio import load_audio, pad_to_window
+
+    out = {}
+    for k, track in enumerate(tracks):
+        key = hashlib.sha1(f"{track.path.resolve()}:{track.path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+        cached = CACHE / f"teacher-{key}.npy"
+        if cached.exists():
+            out[track.recording + "|" + str(track.path)] = np.load(cached)
+            continue
+        audio = pad_to_window(load_audio(track.path))
+        specs = np.stack([teacher_spectrogram(audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES])
+                          for s in window_starts(len(audio))])
+        embedding = teacher.embed(specs).astype(np.float32)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(cached, embedding)
+        out[track.recording + "|" + str(track.path)] = embedding
+        if k % 50 == 0:
+            print(f"{k}/{len(tracks)} tracks embedded", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", action="append", required=True)
+    args = parser.parse_args()
+    tracks = [t for root in args.data for t in find_tracks(root)]
+    embeddings = embed_tracks(tracks, Teacher())
+    print(f"{len(embeddings)} tracks, {sum(len(e) for e in embeddings.values())} windows embedded")
+
+
+if __name__ == "__main__":
+    main()

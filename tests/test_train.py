@@ -1,6 +1,7 @@
 """A tiny model trained on seconds of synthetic audio, exported and loaded back: the whole train -> ship path."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +15,8 @@ from train.data import Track
 from train.evaluate import predict, score
 from train.export import export_onnx
 from train.net import PaperCNN
-from train.train import Recipe, fit
+from train.data import window_starts
+from train.train import RECIPES, Recipe, attach_soft_targets, fit, loss
 from streamgenre.frontend import log_mel
 
 
@@ -25,7 +27,7 @@ def tiny_dataset():
         for genre, tempo, shift in (("slow", 60, 1.0), ("fast", 240, 4.0)):
             x = synth_music(7.0, seed=i, tempo=tempo)
             x = np.interp(np.arange(len(x)) * shift, np.arange(len(x)), x, period=len(x)).astype(np.float32)
-            tracks.append(Track(None, genre, f"{genre}:{i}", "test", log_mel(x)))
+            tracks.append(Track(Path(f"/virtual/{genre}-{i}.wav"), genre, f"{genre}:{i}", "test", log_mel(x)))
     return tracks
 
 
@@ -39,7 +41,8 @@ def test_network_is_the_papers():
 def trained():
     tracks = tiny_dataset()
     genres = ["slow", "fast"]
-    recipe = Recipe("test", max_epochs=10, patience=10, batch=4, short_crops=0.3, gain_db=3, masks=True, ema=0.5)
+    recipe = Recipe("test", max_epochs=10, patience=10, batch=4, lr=0.03, short_crops=0.3, gain_db=3, masks=True,
+                    ema=0.5)
     net = fit(tracks[:16], tracks[16:], genres, recipe, seed=0, log=lambda *_: None)
     return net, genres, tracks[16:]
 
@@ -77,3 +80,31 @@ def test_not_a_model_is_refused(tmp_path):
         load_model(tmp_path / "x.onnx")
     with pytest.raises(ModelError, match="no such model"):
         load_model(tmp_path / "y.onnx")
+
+
+def band_means(track):
+    """A small real embedding: each window's mean log-mel per band (a weak teacher, but a real one)."""
+    return np.stack([track.mel[:, s : s + 256].mean(1) for s in window_starts(track.mel.shape[1])])
+
+
+def test_distillation_cross_fits_soft_targets_and_trains():
+    tracks = tiny_dataset()
+    genres = ["slow", "fast"]
+    embeddings = {str(t.path.resolve()): band_means(t) for t in tracks}
+    recipe = Recipe("test", max_epochs=10, patience=10, batch=4, lr=0.03, distil=0.7, temperature=2.0)
+    head = attach_soft_targets(tracks[:16], embeddings, genres, recipe, seed=0)
+    for t in tracks[:16]:
+        assert t.soft.shape == (len(window_starts(t.mel.shape[1])), 2)
+        np.testing.assert_allclose(t.soft.sum(1), 1, rtol=1e-6)
+    assert head.score(np.concatenate([band_means(t) for t in tracks[16:]]),
+                      np.concatenate([[genres.index(t.genre)] * len(band_means(t)) for t in tracks[16:]])) > 0.9
+    net = fit(tracks[:16], tracks[16:], genres, recipe, seed=0, log=lambda *_: None)
+    assert score(net, tracks[16:], genres).accuracy("windows") >= 0.9
+
+
+def test_loss_is_cross_entropy_without_a_teacher():
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    soft = torch.softmax(torch.randn(4, 3), 1)
+    plain = loss(logits, labels, soft, RECIPES["best"])
+    assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, labels))
+    assert not torch.isclose(loss(logits, labels, soft, RECIPES["distil"]), plain)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamgenre.audio import AUDIO_EXTENSIONS, WINDOW_FRAMES, load_audio, pad_to_window
+from streamgenre.audio import AUDIO_EXTENSIONS, STEP_FRAMES, WINDOW_FRAMES, load_audio, pad_to_window
 from streamgenre.frontend import log_mel
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
@@ -35,11 +35,19 @@ class Track:
     recording: str  # tracks of one recording are never split apart
     source: str  # which root it came from, e.g. "gtzan" or "extra"
     mel: np.ndarray | None = None  # (N_MELS, n_frames) log-mel, filled by load_features
+    soft: np.ndarray | None = None  # teacher probabilities at each of window_starts(), when distilling
 
     @property
     def is_excerpt(self) -> bool:
         """Shorter than two windows: used as one (padded) example rather than cropped."""
-        return self.mel.shape[1] < 2 * WINDOW_FRAMES
+        return len(window_starts(self.mel.shape[1])) == 1
+
+
+def window_starts(n_frames: int) -> list[int]:
+    """Start frames of a track's consecutive windows (50 % overlap); an excerpt is one padded window."""
+    if n_frames < 2 * WINDOW_FRAMES:
+        return [0]
+    return list(range(0, n_frames - WINDOW_FRAMES + 1, STEP_FRAMES))
 
 
 def find_tracks(root: str | Path, source: str | None = None) -> list[Track]:
@@ -87,12 +95,12 @@ def read_split(split_file: Path) -> set[str]:
     return {f"gtzan:{Path(line.strip()).stem}" for line in split_file.read_text().splitlines() if line.strip()}
 
 
-def group_folds(tracks: list[Track], k: int, seed: int) -> list[set[str]]:
-    """k folds of recordings, stratified by genre, counting only GTZAN recordings (the ones evaluated on)."""
+def group_folds(tracks: list[Track], k: int, seed: int, gtzan_only: bool = True) -> list[set[str]]:
+    """k folds of recordings, stratified by genre; by default only GTZAN recordings (the ones evaluated on)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    gtzan = [t for t in tracks if t.recording.startswith("gtzan:")]
+    chosen = [t for t in tracks if t.recording.startswith("gtzan:") or not gtzan_only]
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    labels = [t.genre for t in gtzan]
-    groups = [t.recording for t in gtzan]
-    return [{groups[i] for i in test} for _, test in splitter.split(np.zeros(len(gtzan)), labels, groups)]
+    labels = [t.genre for t in chosen]
+    groups = [t.recording for t in chosen]
+    return [{groups[i] for i in test} for _, test in splitter.split(np.zeros(len(chosen)), labels, groups)]

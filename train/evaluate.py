@@ -82,12 +82,17 @@ class Scores:
 
 def score(net: torch.nn.Module, tracks: list[Track], genres: list[str]) -> Scores:
     """Score held-out tracks: excerpts as clips, full tracks by window and by mean over windows."""
+    return score_probabilities(tracks, genres, lambda track: predict(net, windows(track.mel)))
+
+
+def score_probabilities(tracks: list[Track], genres: list[str], probabilities) -> Scores:
+    """The same from any classifier: `probabilities(track)` gives (n_windows, genres) for its consecutive windows."""
     s = Scores(list(genres))
     for track in tracks:
         if track.genre not in genres:
             continue
         truth = genres.index(track.genre)
-        probs = predict(net, windows(track.mel))
+        probs = probabilities(track)
         if track.is_excerpt:
             s.add("clips", truth, probs[:1].argmax(1))  # the first window: what classify sees of a padded clip
         else:

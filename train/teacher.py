@@ -27,8 +27,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, STEP_FRAMES, WINDOW_FRAMES, WINDOW_SAMPLES  # noqa: E402
-from train.data import CACHE, Track, find_tracks  # noqa: E402
+from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, load_audio, pad_to_window  # noqa: E402
+from streamgenre.frontend import frame_count  # noqa: E402
+from train.data import CACHE, Track, find_tracks, window_starts  # noqa: E402
 
 TEACHER_RATE, TEACHER_MELS, TEACHER_FFT, TEACHER_HOP, PATCH_FRAMES = 16000, 96, 512, 256, 187
 MODELS = ("MSD_musicnn", "MSD_vgg")
@@ -90,32 +91,22 @@ class Teacher:
         return np.concatenate(parts, axis=1)
 
 
-def window_starts(n_samples: int) -> list[int]:
-    """Start frame of every student window of a track (one for audio shorter than two windows)."""
-    frames = max(WINDOW_FRAMES, 1 + (n_samples - 512) // HOP_LENGTH)
-    if frames < 2 * WINDOW_FRAMES:
-        return [0]
-    return list(range(0, frames - WINDOW_FRAMES + 1, STEP_FRAMES))
-
-
 def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]:
-    """Embeddings of every window position of every track, cached per track."""
-    from streamgenre.audio import load_audio, pad_to_window
-
+    """Embeddings at every window_starts() position of every track, keyed by resolved path, cached per track."""
     out = {}
     for k, track in enumerate(tracks):
         key = hashlib.sha1(f"{track.path.resolve()}:{track.path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
         cached = CACHE / f"teacher-{key}.npy"
         if cached.exists():
-            out[track.recording + "|" + str(track.path)] = np.load(cached)
+            out[str(track.path.resolve())] = np.load(cached)
             continue
         audio = pad_to_window(load_audio(track.path))
         specs = np.stack([teacher_spectrogram(audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES])
-                          for s in window_starts(len(audio))])
+                          for s in window_starts(frame_count(len(audio)))])
         embedding = teacher.embed(specs).astype(np.float32)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(cached, embedding)
-        out[track.recording + "|" + str(track.path)] = embedding
+        out[str(track.path.resolve())] = embedding
         if k % 50 == 0:
             print(f"{k}/{len(tracks)} tracks embedded", flush=True)
     return out
@@ -124,10 +115,13 @@ def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", action="append", required=True)
+    parser.add_argument("--out", type=Path, default=Path("train/runs/teacher.npz"))
     args = parser.parse_args()
     tracks = [t for root in args.data for t in find_tracks(root)]
     embeddings = embed_tracks(tracks, Teacher())
-    print(f"{len(embeddings)} tracks, {sum(len(e) for e in embeddings.values())} windows embedded")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, paths=np.array(list(embeddings)), **{f"e{i}": e for i, e in enumerate(embeddings.values())})
+    print(f"{len(embeddings)} tracks, {sum(len(e) for e in embeddings.values())} windows embedded: {args.out}")
 
 
 if __name__ == "__main__":

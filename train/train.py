@@ -8,6 +8,10 @@ Two recipes share everything but the regularisation:
 - `best`: the same network and input, plus what makes it generalise from few recordings to unseen short clips:
   genre-balanced sampling, 2-3 s zero-padded crops like the clips it is judged on, random gain, frequency and time
   masks, a cosine learning-rate schedule and an exponential moving average of the weights.
+- `distil`: `best`, learning also from a pretrained teacher's soft predictions (knowledge distillation, with a
+  temperature) at every window of every training track; needs `--teacher train/runs/teacher.npz` from
+  `python -m train.teacher`. The teacher is musicnn's embeddings with a linear genre head fitted, in every fold, on
+  that fold's training recordings only; each training track's soft targets come from a head that did not see it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from streamgenre.audio import N_MELS, SAMPLE_RATE, HOP_LENGTH, WINDOW_FRAMES
-from train.data import GTZAN_GENRES, Track, find_tracks, group_folds, load_features, read_split
-from train.evaluate import Scores, score
+from train.data import GTZAN_GENRES, Track, find_tracks, group_folds, load_features, read_split, window_starts
+from train.evaluate import Scores, score, score_probabilities
 from train.net import PaperCNN
 
 SHORT_FRAMES = (int(2.0 * SAMPLE_RATE / HOP_LENGTH), WINDOW_FRAMES)  # 2-3 s clips, like the excerpts
@@ -46,19 +50,31 @@ class Recipe:
     masks: bool = False
     cosine: bool = False
     ema: float = 0.0  # decay of the weight average evaluated and kept; 0: the raw weights
+    distil: float = 0.0  # weight of the teacher's soft targets in the loss; 0: hard labels only
+    temperature: float = 2.0
 
 
 RECIPES = {
     "paper": Recipe("paper"),
     "best": Recipe("best", balance=True, short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98),
+    "distil": Recipe("distil", balance=True, short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98,
+                     distil=0.7),
 }
+HEAD_C = (1e-3, 1e-2, 1e-1)  # the teacher head's regularisation, chosen by grouped cross-validation
 
 
-def crop(track: Track, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
-    """One training window from a track: a random 3-s crop, or a random 2-3 s crop zero-padded like a short clip."""
-    mel = track.mel
-    start = int(rng.integers(0, mel.shape[1] - WINDOW_FRAMES + 1))
-    window = mel[:, start : start + WINDOW_FRAMES].copy()
+def draw(track: Track, recipe: Recipe, genres: list[str], rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """Where to crop a track, and the target there: the teacher's soft probabilities at one of the windows it
+    labelled when distilling, else a random position and the one-hot label."""
+    if recipe.distil and track.soft is not None:
+        k = int(rng.integers(len(track.soft)))
+        return window_starts(track.mel.shape[1])[k], track.soft[k]
+    return int(rng.integers(0, track.mel.shape[1] - WINDOW_FRAMES + 1)), np.eye(len(genres))[genres.index(track.genre)]
+
+
+def crop(track: Track, start: int, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
+    """One training window from a track at `start`: 3 s, or 2-3 s zero-padded like a short clip; augmented."""
+    window = track.mel[:, start : start + WINDOW_FRAMES].copy()
     if not track.is_excerpt and rng.random() < recipe.short_crops:
         window[:, int(rng.integers(*SHORT_FRAMES)) :] = 0.0
     if recipe.gain_db:
@@ -99,10 +115,11 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
         started, order = time.time(), sample_epoch(train, recipe, rng)
         for b in range(0, len(order), recipe.batch):
             batch = order[b : b + recipe.batch]
-            x = torch.from_numpy(np.stack([crop(t, recipe, rng) for t in batch])[:, None])
+            starts, targets = zip(*(draw(t, recipe, genres, rng) for t in batch))
+            x = torch.from_numpy(np.stack([crop(t, s, recipe, rng) for t, s in zip(batch, starts)])[:, None])
             y = torch.tensor([index[t.genre] for t in batch])
             opt.zero_grad()
-            F.cross_entropy(net(x), y).backward()
+            loss(net(x), y, torch.from_numpy(np.stack(targets)).float(), recipe).backward()
             opt.step()
             if sched:
                 sched.step()
@@ -122,24 +139,81 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
     return average.eval()
 
 
+def loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """Cross-entropy on the labels, mixed with the distillation loss on the teacher's softened targets."""
+    hard = F.cross_entropy(logits, labels)
+    if not recipe.distil:
+        return hard
+    t = recipe.temperature
+    distilled = F.kl_div(F.log_softmax(logits / t, 1), soft, reduction="batchmean") * t * t
+    return recipe.distil * distilled + (1 - recipe.distil) * hard
+
+
+def load_teacher(path: Path) -> dict[str, np.ndarray]:
+    """Embeddings written by `python -m train.teacher`, by resolved track path."""
+    with np.load(path) as f:
+        return {p: f[f"e{i}"] for i, p in enumerate(f["paths"])}
+
+
+def fit_head(tracks: list[Track], embeddings: dict, genres: list[str], c: float | None = None):
+    """The teacher: standardised embeddings -> balanced logistic regression; C chosen by grouped cross-validation
+    unless given."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = [(e, genres.index(t.genre), t.recording) for t in tracks for e in embeddings[str(t.path.resolve())]]
+    x, y, groups = np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]), [r[2] for r in rows]
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=c or HEAD_C[0], class_weight="balanced", max_iter=2000))
+    if c:
+        return head.fit(x, y)
+    return GridSearchCV(head, {"logisticregression__C": HEAD_C}, cv=GroupKFold(3)).fit(x, y, groups=groups).best_estimator_
+
+
+def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str], recipe: Recipe, seed: int):
+    """Soft targets for every training track from a head fitted on the other training recordings (cross-fitted,
+    so no track learns from the teacher's memory of it) and the head fitted on all of them."""
+    head = fit_head(train, embeddings, genres)
+    c = head.get_params()["logisticregression__C"]
+    for part in group_folds(train, 5, seed, gtzan_only=False):
+        held = [t for t in train if t.recording in part]
+        fold_head = fit_head([t for t in train if t.recording not in part], embeddings, genres, c)
+        for t in held:
+            log_p = np.log(fold_head.predict_proba(embeddings[str(t.path.resolve())]) + 1e-12)  # logits up to a shift
+            t.soft = torch.softmax(torch.from_numpy(log_p) / recipe.temperature, 1).numpy()
+    return head
+
+
+def teacher_scores(head, tracks: list[Track], embeddings: dict, genres: list[str]) -> Scores:
+    return score_probabilities(tracks, genres, lambda t: head.predict_proba(embeddings[str(t.path.resolve())]))
+
+
 def inner_split(tracks: list[Track], seed: int) -> tuple[list[Track], list[Track]]:
     """Hold out about 15 % of the GTZAN recordings of a training set for early stopping."""
     fold = group_folds(tracks, 7, seed)[0]
     return [t for t in tracks if t.recording not in fold], [t for t in tracks if t.recording in fold]
 
 
-def cross_validate(tracks, genres, recipe, folds, seed, log=print) -> dict:
-    """k-fold cross-validation grouped by recording and stratified by genre; extra (non-GTZAN) audio only trains."""
-    results = []
+def cross_validate(tracks, genres, recipe, folds, seed, teacher=None, log=print) -> dict:
+    """k-fold cross-validation grouped by recording and stratified by genre; extra (non-GTZAN) audio only trains.
+    When distilling, the teacher is fitted in each fold too and scored beside the student."""
+    results, teachers = [], []
     for k, fold in enumerate(group_folds(tracks, folds, seed)):
         log(f"fold {k + 1}/{folds}: {len(fold)} recordings held out")
-        rest = [t for t in tracks if t.recording not in fold]
+        rest, held = [t for t in tracks if t.recording not in fold], [t for t in tracks if t.recording in fold]
+        if teacher is not None:
+            head = attach_soft_targets(rest, teacher, genres, recipe, seed + k)
+            teachers.append(teacher_scores(head, held, teacher, genres))
+            log(f"fold {k + 1} teacher: {teachers[-1].summary()}")
         train, valid = inner_split(rest, seed + k)
         net = fit(train, valid, genres, recipe, seed + k, log)
-        s = score(net, [t for t in tracks if t.recording in fold], genres)
-        log(f"fold {k + 1}: {s.summary()}")
-        results.append(s)
-    return Scores.combine(results).to_json() | {"folds": [s.summary_json() for s in results]}
+        results.append(score(net, held, genres))
+        log(f"fold {k + 1}: {results[-1].summary()}")
+    report = Scores.combine(results).to_json() | {"folds": [s.summary_json() for s in results]}
+    if teachers:
+        report["teacher"] = Scores.combine(teachers).to_json()
+    return report
 
 
 def main() -> None:
@@ -150,6 +224,7 @@ def main() -> None:
     parser.add_argument("--split", type=Path, help="folder of GTZAN split lists (train/valid/test_filtered.txt)")
     parser.add_argument("--final", action="store_true", help="then train on all data and export to --out")
     parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--teacher", type=Path, help="teacher embeddings (python -m train.teacher), for `distil`")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("engines"))
     parser.add_argument("--report", type=Path, default=Path("train/runs"))
@@ -158,6 +233,9 @@ def main() -> None:
     recipe = RECIPES[args.recipe]
     if args.max_epochs:
         recipe.max_epochs = args.max_epochs
+    if recipe.distil and not args.teacher:
+        parser.error("the distil recipe needs --teacher (write it with python -m train.teacher)")
+    teacher = load_teacher(args.teacher) if recipe.distil else None
     tracks = load_features([t for root in args.data for t in find_tracks(root)])
     found = {t.genre for t in tracks}
     genres = [g for g in GTZAN_GENRES if g in found] + sorted(found - set(GTZAN_GENRES))
@@ -168,17 +246,21 @@ def main() -> None:
 
     if args.split:
         parts = {name: read_split(args.split / f"{name}_filtered.txt") for name in ("train", "valid", "test")}
-        net = fit([t for t in tracks if t.recording not in parts["valid"] | parts["test"]],
-                  [t for t in tracks if t.recording in parts["valid"]], genres, recipe, args.seed)
+        train = [t for t in tracks if t.recording not in parts["valid"] | parts["test"]]
+        if teacher is not None:
+            attach_soft_targets(train, teacher, genres, recipe, args.seed)
+        net = fit(train, [t for t in tracks if t.recording in parts["valid"]], genres, recipe, args.seed)
         report["split"] = score(net, [t for t in tracks if t.recording in parts["test"]], genres).to_json()
         print(f"test split: {report['split']['summary']}")
     if args.folds:
-        report["cv"] = cross_validate(tracks, genres, recipe, args.folds, args.seed)
+        report["cv"] = cross_validate(tracks, genres, recipe, args.folds, args.seed, teacher)
         print(f"cross-validated: {report['cv']['summary']}")
     report_file.write_text(json.dumps(report, indent=1))
     if args.final:
         from train.export import export
 
+        if teacher is not None:
+            attach_soft_targets(tracks, teacher, genres, recipe, args.seed)
         train, valid = inner_split(tracks, args.seed)
         net = fit(train, valid, genres, recipe, args.seed)
         torch.save(net.state_dict(), args.report / f"{recipe.name}.pt")  # for the figures

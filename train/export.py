@@ -92,6 +92,9 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
     if "cv" in report:
         sections += ["## Cross-validated (grouped by recording, stratified by genre)", "",
                      _table(report["cv"], genres), ""]
+    if "teacher" in report.get("cv", {}):
+        sections += ["## The teacher it learned from (musicnn MSD embeddings + linear head), same folds", "",
+                     _table(report["cv"]["teacher"], genres), ""]
     if "split" in report:
         sections += ["## Fault-filtered test split", "", _table(report["split"], genres), ""]
     for name, other in report.get("compare", {}).items():

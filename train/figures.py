@@ -3,7 +3,8 @@
     python -m train.figures confusion --report train/runs/best.json
     python -m train.figures analyses --data ../shared/data/gtzan --data ../shared/data/extra
 
-`confusion` draws the cross-validated confusion matrices (whole tracks and 2-3 s clips) of a training report.
+`confusion` draws the cross-validated confusion matrices (whole tracks and 2-3 s clips) of a training report, and
+writes their counts beside it as JSON.
 `analyses` trains the network on the paper's 5:2:3 split by recording (or loads `--weights` trained that way), then
 - estimates the filters of the second pooling layer by Lasso regression of each unit's activation on its receptive
   field in the input (3-s segments with 10 % overlap), drawn as mel x time images;
@@ -56,7 +57,10 @@ def confusion(report_file: Path, out: Path) -> None:
     fig.suptitle(f"Confusion matrices, recipe '{report['recipe']['name']}' (% of each true genre)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    print(f"wrote {out}")
+    counts = {"genres": genres, "recipe": report["recipe"]["name"], "accuracy": cv["accuracy"],
+              "confusion": {k: cv["confusion"][k] for k in kinds}, "rows": "true genre", "columns": "predicted"}
+    out.with_suffix(".json").write_text(json.dumps(counts, indent=1))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
 def paper_split(tracks: list[Track], seed: int) -> tuple[list[Track], list[Track], list[Track]]:

@@ -165,7 +165,9 @@ def analyses(args) -> None:
         net = PaperCNN(len(genres))
         net.load_state_dict(torch.load(args.weights))
     else:
-        net = fit(train, valid, genres, RECIPES[args.recipe], args.seed)
+        recipe = RECIPES[args.recipe]
+        recipe.max_epochs = args.max_epochs or recipe.max_epochs
+        net = fit(train, valid, genres, recipe, args.seed)
         if args.weights:
             torch.save(net.state_dict(), args.weights)
     net.eval()
@@ -183,6 +185,7 @@ def main() -> None:
     a.add_argument("--data", action="append", required=True)
     a.add_argument("--recipe", default="best")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--max-epochs", type=int)
     a.add_argument("--weights", type=Path, default=Path("train/runs/figures.pt"),
                    help="weights trained on the 5:2:3 split; trained and saved here if missing")
     args = parser.parse_args()

@@ -20,6 +20,7 @@ import soundfile
 
 from streamgenre.backends import create_engine
 from streamgenre.classify import classify_file
+from streamgenre.frontend import limit_blas_threads
 from streamgenre.model import load_model
 
 SHARED_TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan" / "full"
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (the issue's figure: one core)")
     args = parser.parse_args()
+    limit_blas_threads()  # as the CLI does
     files = sorted(SHARED_TRACKS.glob("*.flac"))[: args.tracks]
     if not files:
         path = Path(tempfile.mkdtemp()) / "noise.wav"

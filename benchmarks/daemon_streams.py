@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect
 
 from streamgenre.audio import SAMPLE_RATE, load_audio
 from streamgenre.backends import create_engine
+from streamgenre.frontend import limit_blas_threads
 from streamgenre.model import load_model
 from streamgenre.pipeline import LATE_SECONDS, Pipeline, Stream
 from streamgenre.server import Broadcaster, serve
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500, 750])
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
+    limit_blas_threads()  # as the CLI does
     model = load_model()
     engine = create_engine(model)
     audio = music()

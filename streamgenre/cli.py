@@ -20,6 +20,9 @@ ModelOption = typer.Option(None, "--model", help="ONNX model file (default: the 
 @app.callback()
 def _commands() -> None:
     """Real-time music-genre classification (Dong 2018's CNN) of files, sound cards and streams."""
+    from .frontend import limit_blas_threads
+
+    limit_blas_threads()
 
 
 def fail(message: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from conftest import SHARED_MUSIC
 from daemon import free_port, running_daemon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -76,9 +77,12 @@ async def cdp(url: str):
 
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
 def test_overlay_shows_live_genre_and_bars_in_chromium(music_file):
+    """Set STREAMGENRE_SCREENSHOT=docs/overlay.png to refresh the README's picture (real music from ../shared)."""
+    screenshot = os.environ.get("STREAMGENRE_SCREENSHOT")
+    source = next((p for p in SHARED_MUSIC if "Hungarian" in p.name), music_file) if screenshot else music_file
     devtools = free_port()
     profile = tempfile.mkdtemp()
-    with running_daemon(f"song={music_file}") as (port, _):
+    with running_daemon(f"song={source}") as (port, _):
         browser = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -125,5 +129,5 @@ def test_overlay_shows_live_genre_and_bars_in_chromium(music_file):
     widths = [w for _, w in state["bars"]]
     assert widths == sorted(widths, reverse=True) and widths[0] > 0
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("STREAMGENRE_SCREENSHOT"):
-        Path(os.environ["STREAMGENRE_SCREENSHOT"]).write_bytes(png)
+    if screenshot:
+        Path(screenshot).write_bytes(png)

@@ -90,15 +90,23 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
         "",
     ]
     if "cv" in report:
-        sections += ["## Cross-validated (grouped by recording, stratified by genre)", "",
-                     _table(report["cv"], genres), ""]
+        sections += [
+            "## Cross-validated (grouped by recording, stratified by genre)", "",
+            "Protocol: 5 folds of the GTZAN recordings (an excerpt and the full track it was cut from are one "
+            "recording, so they are never split apart); in each fold the network trains on the other recordings "
+            "(plus all non-GTZAN audio, which is never evaluated on), stops early on a seventh of its GTZAN "
+            "training recordings, and is scored on the held-out fold: 2-3 s excerpts as clips (the case the "
+            "shipped model is judged on), every 3-s window of the held-out full tracks, and each full track by the "
+            "mean of its windows' probabilities.", "",
+            _table(report["cv"], genres), ""]
     if "teacher" in report.get("cv", {}):
         sections += ["## The teacher it learned from (musicnn MSD embeddings + linear head), same folds", "",
                      _table(report["cv"]["teacher"], genres), ""]
     if "split" in report:
         sections += ["## Fault-filtered test split", "", _table(report["split"], genres), ""]
-    for name, other in report.get("compare", {}).items():
-        sections += [f"## For comparison: recipe `{name}`, same folds", "", _table(other, genres), ""]
+    for other in report.get("compare", []):
+        sections += [f"## For comparison: recipe `{other['recipe']['name']}`, same folds", "",
+                     f"`{json.dumps(other['recipe'])}`", "", _table(other["cv"], genres), ""]
     return "\n".join(sections)
 
 
@@ -112,8 +120,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("engines"))
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
-    report["compare"] = {json.loads(p.read_text())["recipe"]["name"]: json.loads(p.read_text())["cv"]
-                         for p in args.compare}
+    report["compare"] = [json.loads(p.read_text()) for p in args.compare]
     (args.out / "MODEL.md").write_text(model_card(args.out / MODEL_FILE, report["genres"], report))
     print(f"wrote {args.out / 'MODEL.md'}")
 

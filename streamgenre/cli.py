@@ -78,7 +78,10 @@ def devices() -> None:
     """List the audio input devices."""
     from .sources import input_devices
 
-    found = input_devices()
+    try:
+        found = input_devices()
+    except AudioError as e:
+        fail(str(e))
     if not found:
         typer.echo("no input devices")
     for d in found:

@@ -183,17 +183,19 @@ class DeviceSource(Source):
     kind = "device"
 
     def __init__(self, name: str, device: str):
-        import sounddevice
-
         index = find_device(device)
+        sounddevice = _portaudio()
         info = sounddevice.query_devices(index)
         super().__init__(name, int(info["default_samplerate"]))
         self.device = index
         self.device_name = info["name"]
         self.channels = min(2, int(info["max_input_channels"]))
-        self._stream = sounddevice.InputStream(
-            device=index, channels=self.channels, samplerate=self.rate, dtype="float32", callback=self._callback
-        )
+        try:
+            self._stream = sounddevice.InputStream(
+                device=index, channels=self.channels, samplerate=self.rate, dtype="float32", callback=self._callback
+            )
+        except sounddevice.PortAudioError as e:
+            raise AudioError(f"{self.device_name}: cannot open: {e}") from None
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
@@ -221,9 +223,17 @@ class BrokenSource(Source):
         pass
 
 
-def input_devices() -> list[dict]:
-    import sounddevice
+def _portaudio():
+    """sounddevice, or a clear error where the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except OSError as e:
+        raise AudioError(f"no sound-card support: {e} (install PortAudio: apt-get install libportaudio2)") from None
+    return sounddevice
 
+
+def input_devices() -> list[dict]:
+    sounddevice = _portaudio()
     apis = sounddevice.query_hostapis()
     return [
         {"index": i, "name": d["name"], "channels": d["max_input_channels"], "rate": d["default_samplerate"],
@@ -234,8 +244,7 @@ def input_devices() -> list[dict]:
 
 def find_device(spec: str | int | None) -> int:
     """An input device by index or by part of its name (None: the default input); a clear error otherwise."""
-    import sounddevice
-
+    sounddevice = _portaudio()
     devices = input_devices()
     listing = "; ".join(f"{d['index']}: {d['name']}" for d in devices) or "none"
     if spec is None or spec == "" or spec == "default":

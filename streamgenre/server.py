@@ -131,7 +131,7 @@ def http_routes(pipeline, broadcaster: Broadcaster):
         if path == "/metrics":
             return respond(connection, HTTPStatus.OK, pipeline.metrics.text().decode(), CONTENT_TYPE_LATEST)
         if path == "/healthz":
-            problems = [f"{s.name}: {s.problem()}" for s in pipeline.streams if s.problem()]
+            problems = [f"{s.name}: {problem}" for s in pipeline.streams if (problem := s.problem())]
             if problems:
                 return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, "; ".join(problems) + "\n", "text/plain")
             return respond(connection, HTTPStatus.OK, "ok\n", "text/plain")

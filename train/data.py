@@ -74,13 +74,17 @@ def find_tracks(root: str | Path, source: str | None = None) -> list[Track]:
     return tracks
 
 
+def cache_key(path: Path) -> str:
+    """A file's name in the caches: its resolved path and modification time, hashed."""
+    return hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+
+
 def load_features(tracks: list[Track], cache: Path | None = CACHE) -> list[Track]:
     """Fill each track's log-mel, padding excerpts shorter than a window to one window; cached on disk by path."""
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
     for track in tracks:
-        key = hashlib.sha1(f"{track.path.resolve()}:{track.path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
-        cached = cache / f"{key}.npy" if cache else None
+        cached = cache / f"{cache_key(track.path)}.npy" if cache else None
         if cached and cached.exists():
             track.mel = np.load(cached)
             continue

@@ -22,14 +22,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, load_audio, pad_to_window  # noqa: E402
 from streamgenre.frontend import frame_count  # noqa: E402
-from train.data import CACHE, Track, find_tracks, window_starts  # noqa: E402
+from train.data import CACHE, Track, cache_key, find_tracks, window_starts  # noqa: E402
 
 TEACHER_RATE, TEACHER_MELS, TEACHER_FFT, TEACHER_HOP, PATCH_FRAMES = 16000, 96, 512, 256, 187
 MODELS = ("MSD_musicnn", "MSD_vgg")
@@ -95,8 +94,7 @@ def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]
     """Embeddings at every window_starts() position of every track, keyed by resolved path, cached per track."""
     out = {}
     for k, track in enumerate(tracks):
-        key = hashlib.sha1(f"{track.path.resolve()}:{track.path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
-        cached = CACHE / f"teacher-{key}.npy"
+        cached = CACHE / f"teacher-{cache_key(track.path)}.npy"
         if cached.exists():
             out[str(track.path.resolve())] = np.load(cached)
             continue

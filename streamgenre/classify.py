@@ -9,6 +9,7 @@ import numpy as np
 from .audio import MIN_SECONDS, SAMPLE_RATE, STEP_SECONDS, WINDOW_SECONDS, AudioError, load_audio, pad_to_window
 from .backends import Engine
 from .frontend import log_mel, windows
+from .model import named_probabilities
 
 
 def classify_file(path: str | Path, engine: Engine, genres: tuple[str, ...], timeline: bool = False) -> dict:
@@ -22,18 +23,15 @@ def classify_file(path: str | Path, engine: Engine, genres: tuple[str, ...], tim
     result = {
         "path": str(path),
         "genre": genres[int(np.argmax(mean))],
-        "probabilities": _named(genres, mean),
+        "probabilities": named_probabilities(genres, mean),
         "windows": len(probs),
         "duration": round(duration, 3),
     }
     if timeline:
         result["timeline"] = [
             {"start": round(i * STEP_SECONDS, 3), "end": round(i * STEP_SECONDS + WINDOW_SECONDS, 3),
-             "probabilities": _named(genres, p)}
+             "probabilities": named_probabilities(genres, p)}
             for i, p in enumerate(probs)
         ]
     return result
 
-
-def _named(genres: tuple[str, ...], probs: np.ndarray) -> dict[str, float]:
-    return {g: round(float(p), 5) for g, p in zip(genres, probs)}

@@ -23,6 +23,11 @@ class ModelError(Exception):
     """A model file that is missing, unreadable or made for another frontend; one line for the user."""
 
 
+def named_probabilities(genres: tuple[str, ...], probs) -> dict[str, float]:
+    """A model output as {genre: probability}, rounded for JSON, the form every message and result uses."""
+    return {g: round(float(p), 5) for g, p in zip(genres, probs)}
+
+
 def default_model_path() -> Path:
     """The model shipped in the top-level `engines/` folder (installed as `streamgenre.engines`)."""
     return Path(str(files("streamgenre.engines").joinpath(MODEL_FILE)))

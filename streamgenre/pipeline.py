@@ -19,6 +19,7 @@ from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, STEP_FRAMES, STEP_SECONDS, WI
 from .backends import Engine
 from .frontend import StreamingFrontend
 from .metrics import Metrics
+from .model import named_probabilities
 from .sources import Source
 
 LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
@@ -193,8 +194,8 @@ class Pipeline:
             stream.late += 1
         stream.last = {
             "type": "prediction", "stream": stream.name, "seq": stream.seq, "time": round(stream_time, 3),
-            "latency_ms": round(1000 * latency, 1), "probabilities": self._named(probs),
-            "average": self._named(average), "genre": self.genres[top], "confidence": round(float(average[top]), 5),
+            "latency_ms": round(1000 * latency, 1), "probabilities": named_probabilities(self.genres, probs),
+            "average": named_probabilities(self.genres, average), "genre": self.genres[top], "confidence": round(float(average[top]), 5),
             "title": stream.source.title,
         }
         self.publish(stream.last)
@@ -213,5 +214,3 @@ class Pipeline:
         return {"type": "status", "stream": stream.name, "event": event, "message": message,
                 "counters": stream.counters()}
 
-    def _named(self, probs: np.ndarray) -> dict[str, float]:
-        return {g: round(float(p), 5) for g, p in zip(self.genres, probs)}

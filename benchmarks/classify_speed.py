@@ -1,4 +1,4 @@
-"""Classifying files on the CPU: tracks per second and times real time, with the model loaded once.
+"""Classifying files: tracks per second and times real time, with the model loaded once.
 
     python benchmarks/classify_speed.py [--tracks 20] [--threads 1]
 
@@ -20,7 +20,7 @@ import soundfile
 
 from streamgenre.backends import create_engine
 from streamgenre.classify import classify_file
-from streamgenre.frontend import limit_blas_threads
+from streamgenre.frontend import create_frontend, limit_blas_threads
 from streamgenre.model import load_model
 
 SHARED_TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan" / "full"
@@ -30,6 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tracks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (the issue's figure: one core)")
+    parser.add_argument("--engine", default="onnx", help="auto, tensorrt or onnx")
+    parser.add_argument("--frontend", default="cpu", help="auto, gpu or cpu")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
     files = sorted(SHARED_TRACKS.glob("*.flac"))[: args.tracks]
@@ -38,13 +40,14 @@ def main() -> None:
         soundfile.write(path, np.random.default_rng(0).uniform(-0.3, 0.3, 30 * 22050).astype(np.float32), 22050)
         files = [path] * args.tracks
     model = load_model()
-    engine = create_engine(model, threads=args.threads)
-    classify_file(files[0], engine, model.genres)  # warm-up
+    frontend, engine = create_frontend(args.frontend), create_engine(model, args.engine, threads=args.threads)
+    classify_file(files[0], frontend, engine, model.genres)  # warm-up
     started, audio = time.perf_counter(), 0.0
     for f in files:
-        audio += classify_file(f, engine, model.genres)["duration"]
+        audio += classify_file(f, frontend, engine, model.genres)["duration"]
     elapsed = time.perf_counter() - started
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {engine.description}, {args.threads} thread(s)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {engine.description}, {args.threads} thread(s); "
+          f"frontend: {frontend.description}")
     print(f"{len(files)} tracks, {audio:.0f} s of audio in {elapsed:.2f} s: {len(files) / elapsed:.1f} tracks/s, "
           f"{audio / elapsed:.0f}x real time, {1000 * elapsed / len(files):.0f} ms per track")
 

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 
 from streamgenre.audio import SAMPLE_RATE, load_audio
 from streamgenre.backends import create_engine
-from streamgenre.frontend import limit_blas_threads
+from streamgenre.frontend import create_frontend, limit_blas_threads
 from streamgenre.model import load_model
 from streamgenre.pipeline import LATE_SECONDS, Pipeline, Stream
 from streamgenre.server import Broadcaster, serve
@@ -69,11 +69,11 @@ def feed(sources: list[Source], audio: np.ndarray, stop: threading.Event) -> Non
         stop.wait(0.02)
 
 
-def run(n: int, seconds: float, audio: np.ndarray, model, engine) -> dict:
+def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> dict:
     sources = [FedSource(f"s{i}") for i in range(n)]
     streams = [Stream(s, "last:10") for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
-    pipeline = Pipeline(streams, engine, model.genres, broadcaster.publish)
+    pipeline = Pipeline(streams, frontend, engine, model.genres, broadcaster.publish)
     received = 0
 
     async def main():
@@ -121,16 +121,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500, 750])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--engine", default="auto", help="auto, tensorrt or onnx")
+    parser.add_argument("--frontend", default="auto", help="auto, gpu or cpu")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
     model = load_model()
-    engine = create_engine(model)
+    frontend, engine = create_frontend(args.frontend), create_engine(model, args.engine)
     audio = music()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {engine.description}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {engine.description}; "
+          f"frontend: {frontend.description}")
     print(f"{'streams':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
           f"{'CPU ms/stream/s':>15} {'batch':>6} {'lost':>6}")
     for n in args.streams:
-        r = run(n, args.seconds, audio, model, engine)
+        r = run(n, args.seconds, audio, model, frontend, engine)
         print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
               f"{r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} {r['mean_batch']:6.1f} "
               f"{r['overwritten']:6d}", flush=True)

@@ -8,17 +8,18 @@ import numpy as np
 
 from .audio import MIN_SECONDS, SAMPLE_RATE, STEP_SECONDS, WINDOW_SECONDS, AudioError, load_audio, pad_to_window
 from .backends import Engine
-from .frontend import log_mel, windows
+from .frontend import Frontend
 from .model import named_probabilities
 
 
-def classify_file(path: str | Path, engine: Engine, genres: tuple[str, ...], timeline: bool = False) -> dict:
+def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: tuple[str, ...],
+                  timeline: bool = False) -> dict:
     """One file's result; raises AudioError for audio that is missing, undecodable or shorter than MIN_SECONDS."""
     audio = load_audio(path)
     duration = len(audio) / SAMPLE_RATE
     if duration < MIN_SECONDS:
         raise AudioError(f"{path}: too short to classify ({duration:.2f} s; at least {MIN_SECONDS} s)")
-    probs = engine.infer(windows(log_mel(pad_to_window(audio))))
+    probs = engine.infer(frontend.file_windows(pad_to_window(audio)))
     mean = probs.mean(axis=0)
     result = {
         "path": str(path),

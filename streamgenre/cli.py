@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -15,6 +15,9 @@ from .model import ModelError, load_model
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 ModelOption = typer.Option(None, "--model", help="ONNX model file (default: the shipped one)")
+EngineOption = typer.Option("auto", "--engine", help="auto (TensorRT where it runs, else ONNX Runtime), tensorrt, onnx")
+FrontendOption = typer.Option("auto", "--frontend", help="auto (the GPU where CuPy finds one), gpu, cpu")
+Fp16Option = typer.Option(False, "--fp16", help="run TensorRT in half precision")
 
 
 @app.callback()
@@ -37,22 +40,20 @@ def classify(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per line and file"),
     timeline: bool = typer.Option(False, "--timeline", help="add the probabilities of every window"),
     model: Optional[Path] = ModelOption,
+    engine_kind: str = EngineOption,
+    frontend_kind: str = FrontendOption,
+    fp16: bool = Fp16Option,
 ) -> None:
     """Classify audio files; errors for single files go to stderr and make the exit code 1."""
-    from .backends import create_engine
     from .classify import classify_file
 
-    try:
-        loaded = load_model(model)
-    except ModelError as e:
-        fail(str(e))
-    engine = create_engine(loaded)
+    loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
     failed = 0
     if not as_json:
         typer.echo(f"{'file':40} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
     for path in paths:
         try:
-            result = classify_file(path, engine, loaded.genres, timeline)
+            result = classify_file(path, frontend, engine, loaded.genres, timeline)
         except AudioError as e:
             typer.echo(f"streamgenre: error: {e}", err=True)
             failed += 1
@@ -95,6 +96,9 @@ def listen(
     url: Optional[str] = typer.Option(None, "--url", help="an HTTP(S)/Icecast stream"),
     average: str = AverageOption,
     model: Optional[Path] = ModelOption,
+    engine_kind: str = EngineOption,
+    frontend_kind: str = FrontendOption,
+    fp16: bool = Fp16Option,
 ) -> None:
     """Watch the genre of one source live in the terminal (default: the default input device)."""
     import time
@@ -105,13 +109,14 @@ def listen(
     if sum(x is not None for x in (device, file, url)) > 1:
         fail("give one of --device, --file, --url")
     spec = str(file) if file else url if url else f"device:{device or ''}"
-    loaded, engine, streams = _build([spec], average, model, realtime=True, strict=True)
+    loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
+    streams = _build([spec], average, realtime=True, strict=True)
     stream = streams[0]
-    pipeline = Pipeline(streams, engine, loaded.genres, publish=lambda message: None)
+    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish=lambda message: None)
     pipeline.start()
     try:
         while True:
-            typer.echo(render(stream, loaded.genres, loaded.name, engine.name), nl=False)
+            typer.echo(render(stream, loaded.genres, loaded.name, f"{engine.name}, frontend {frontend.name}"), nl=False)
             if stream.exhausted:
                 break
             time.sleep(0.25)
@@ -130,6 +135,9 @@ def serve(
     average: Optional[str] = typer.Option(None, "--average", help="last:N, ema:SECONDS or all [last:10]"),
     fast: bool = typer.Option(False, "--fast", help="read files as fast as possible instead of in real time"),
     model: Optional[Path] = ModelOption,
+    engine_kind: Optional[str] = typer.Option(None, "--engine", help="auto, tensorrt or onnx [auto]"),
+    frontend_kind: Optional[str] = typer.Option(None, "--frontend", help="auto, gpu or cpu [auto]"),
+    fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="TensorRT precision [fp32]"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
@@ -141,17 +149,19 @@ def serve(
     from .server import PROTOCOL_VERSION, Broadcaster, serve as serve_forever
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "source": []}
+    settings = dict(SERVE_DEFAULTS, source=[])
     if config:
         settings |= _read_config(config)
-    overrides = {"host": host, "port": port, "average": average}
+    overrides = {"host": host, "port": port, "average": average, "engine": engine_kind, "frontend": frontend_kind,
+                 "fp16": fp16}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     specs = list(sources or []) + settings["source"]
     if not specs:
         fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
-    loaded, engine, streams = _build(specs, settings["average"], model, realtime=not fast, strict=False)
     log = logging.getLogger("streamgenre")
-    log.info("model %s; engine: %s", loaded.name, engine.description)
+    loaded, frontend, engine = _runtime(model, settings["engine"], settings["frontend"], settings["fp16"], log.info)
+    streams = _build(specs, settings["average"], realtime=not fast, strict=False)
+    log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
     broadcaster = Broadcaster(lambda: {
         "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
         "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error} for s in streams]})
@@ -161,7 +171,7 @@ def serve(
             log.warning("%s", message["message"])
         broadcaster.publish(message)
 
-    pipeline = Pipeline(streams, engine, loaded.genres, publish)
+    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -176,8 +186,38 @@ def serve(
     log.info("stopped")
 
 
+engine_app = typer.Typer(no_args_is_help=True, help="TensorRT plans for this machine's NVIDIA GPU.")
+app.add_typer(engine_app, name="engine")
+
+
+@engine_app.command("build")
+def engine_build(
+    fp16: bool = typer.Option(False, "--fp16", help="half precision"),
+    max_batch: int = typer.Option(1024, "--max-batch", min=1, help="largest batch the plan takes"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="build even when a cached plan fits"),
+    model: Optional[Path] = ModelOption,
+) -> None:
+    """Build the TensorRT plan of the model for this GPU and TensorRT (or find it in the cache), for --engine."""
+    from .backends import EngineError
+    from .backends.tensorrt import load_plan, tensorrt_unavailable
+
+    why = tensorrt_unavailable()
+    if why:
+        fail(f"cannot build a TensorRT plan: {why}")
+    try:
+        loaded = load_model(model)
+        _, path, built = load_plan(loaded, fp16, max_batch, rebuild, log=typer.echo)
+    except (ModelError, EngineError) as e:
+        fail(str(e))
+    typer.echo(f"{'built' if built else 'already cached'}: {path}")
+
+
+SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "engine": "auto", "frontend": "auto",
+                  "fp16": False}
+
+
 def _read_config(path: Path) -> dict:
-    """host, port, average, and [[source]] tables with name and one of device, file, url."""
+    """The settings of SERVE_DEFAULTS, and [[source]] tables with name and one of device, file, url."""
     import tomllib
 
     try:
@@ -191,25 +231,36 @@ def _read_config(path: Path) -> dict:
             fail(f"{path}: each [[source]] needs exactly one of device, file, url: {entry}")
         value = f"device:{entry['device']}" if kinds[0] == "device" else str(entry[kinds[0]])
         specs.append(f"{entry['name']}={value}" if "name" in entry else value)
-    unknown = set(data) - {"host", "port", "average"}
+    unknown = set(data) - set(SERVE_DEFAULTS)
     if unknown:
         fail(f"{path}: unknown settings {sorted(unknown)}")
     return data | {"source": specs}
 
 
-def _build(specs: list[str], average: str, model: Optional[Path], realtime: bool, strict: bool):
-    """Model, engine and one stream per source; with `strict` a source that cannot open is an error, else it is
-    kept as a broken stream that reports its error."""
+def _runtime(model: Optional[Path], engine_kind: str, frontend_kind: str, fp16: bool,
+             log: Callable[[str], None] = lambda message: typer.echo(f"streamgenre: {message}", err=True)):
+    """The model, the frontend and the engine asked for; what cannot run here is a one-line error."""
+    from .backends import EngineError, create_engine
+    from .frontend import FrontendError, create_frontend
+
+    try:
+        loaded = load_model(model)
+        return loaded, create_frontend(frontend_kind), create_engine(loaded, engine_kind, fp16=fp16, log=log)
+    except (ModelError, EngineError, FrontendError) as e:
+        fail(str(e))
+
+
+def _build(specs: list[str], average: str, realtime: bool, strict: bool) -> list:
+    """One stream per source; with `strict` a source that cannot open is an error, else it is kept as a broken
+    stream that reports its error."""
     import logging
 
-    from .backends import create_engine
     from .pipeline import Average, Stream
     from .sources import BrokenSource, parse_source
 
     try:
         Average(average)
-        loaded = load_model(model)
-    except (ValueError, ModelError) as e:
+    except ValueError as e:
         fail(str(e))
     streams = []
     for spec in specs:
@@ -227,7 +278,7 @@ def _build(specs: list[str], average: str, model: Optional[Path], realtime: bool
         fail("; ".join(broken))
     for error in broken:
         logging.getLogger("streamgenre").error("%s", error)
-    return loaded, create_engine(loaded), streams
+    return streams
 
 
 def _fit(text: str, width: int) -> str:

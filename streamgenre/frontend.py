@@ -2,8 +2,9 @@
 
 Power mel spectrogram (periodic Hann window, no centring or padding, librosa's Slaney mel filterbank) followed by
 ln(1 + x), cut into windows of WINDOW_FRAMES frames every STEP_FRAMES frames. The batch form (`log_mel`, `windows`)
-serves files and training; `StreamingFrontend` computes each frame once from audio fed in chunks of any size and
-yields exactly the windows the batch form yields on the whole signal.
+serves training; a `Frontend` runs the same functions on NumPy (CPU) or CuPy (NVIDIA GPU), for files and for the
+daemon, where it computes the next step of frames of many streams in one batch and keeps each stream's previous step
+to complete its window, so every frame is computed once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .audio import F_MAX, HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, STEP_FRAMES, WINDOW_FRAMES
+from .gpu import find_gpu
 
 # what a model must have been trained with; stored in the ONNX file and checked when it is loaded
 PARAMS = {
@@ -61,15 +63,25 @@ def frame_count(n_samples: int) -> int:
     return max(0, 1 + (n_samples - N_FFT) // HOP_LENGTH)
 
 
-def mel_frames(audio: np.ndarray) -> np.ndarray:
-    """Log-mel of every whole frame, shaped (n_frames, N_MELS): the row-per-frame form the streaming form appends to."""
-    n = frame_count(len(audio))
-    frames = np.lib.stride_tricks.as_strided(
-        audio, shape=(n, N_FFT), strides=(audio.strides[0] * HOP_LENGTH, audio.strides[0]), writeable=False
+@lru_cache(maxsize=None)
+def _constants(xp) -> tuple:
+    """The window and the transposed filterbank on an array module: float64 on NumPy (its float32 FFT is several
+    times slower), float32 on a GPU (cuFFT and cuBLAS are fast there and agree to ~1e-6)."""
+    dtype = np.float64 if xp is np else xp.float32
+    return xp.asarray(hann_window(), dtype), xp.asarray(mel_filters().T, dtype)
+
+
+def mel_frames(audio, xp=np):
+    """Log-mel of every whole frame of (..., n_samples) float32 audio, shaped (..., n_frames, N_MELS): the
+    row-per-frame form steps are made of. `xp` is the array module the audio lives on (numpy or cupy)."""
+    window, filters_t = _constants(xp)
+    *lead, stride = audio.strides
+    frames = xp.lib.stride_tricks.as_strided(
+        audio, shape=(*audio.shape[:-1], frame_count(audio.shape[-1]), N_FFT), strides=(*lead, stride * HOP_LENGTH, stride)
     )
-    spectrum = np.fft.rfft(frames * hann_window(), axis=1)  # float64: numpy's float32 FFT is several times slower
+    spectrum = xp.fft.rfft(frames * window, axis=-1)
     power = spectrum.real**2 + spectrum.imag**2
-    return np.log1p(power @ mel_filters().T).astype(np.float32)
+    return xp.log1p(power @ filters_t).astype(xp.float32)
 
 
 def check_audio(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -87,44 +99,73 @@ def log_mel(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return mel_frames(check_audio(audio, sample_rate)).T
 
 
-def windows(spectrogram: np.ndarray) -> np.ndarray:
+def windows(spectrogram, xp=np):
     """Cut a (N_MELS, n_frames) spectrogram into (n_windows, N_MELS, WINDOW_FRAMES) windows every STEP_FRAMES."""
     n = 0 if spectrogram.shape[1] < WINDOW_FRAMES else 1 + (spectrogram.shape[1] - WINDOW_FRAMES) // STEP_FRAMES
-    starts = np.arange(n) * STEP_FRAMES
-    return np.stack([spectrogram[:, s : s + WINDOW_FRAMES] for s in starts]) if n else np.zeros(
-        (0, N_MELS, WINDOW_FRAMES), np.float32
-    )
+    if not n:
+        return xp.zeros((0, N_MELS, WINDOW_FRAMES), xp.float32)
+    return xp.stack([spectrogram[:, s : s + WINDOW_FRAMES] for s in range(0, n * STEP_FRAMES, STEP_FRAMES)])
 
 
-class StreamingFrontend:
-    """Incremental STFT over a rolling buffer: feed audio in any chunks, get each window as soon as it is complete.
+class Frontend:
+    """The frontend on one array module: NumPy on the CPU, or CuPy on an NVIDIA GPU, where its windows stay for
+    the engine. Same functions either way; `description` says which one runs and why it was chosen."""
 
-    Keeps the audio not yet framed (less than N_FFT samples) and the last WINDOW_FRAMES frames, so every frame is
-    computed once and nothing grows with the stream's length.
-    """
+    def __init__(self, xp=np, description: str = "NumPy on the CPU"):
+        self.xp = xp
+        self.name = "cpu" if xp is np else "gpu"
+        self.description = description
+        self._previous = xp.zeros((0, N_MELS, STEP_FRAMES), xp.float32)  # each stream's last step of frames
 
-    def __init__(self):
-        self._pending = np.zeros(0, np.float32)  # samples from the start of the next frame on
-        self._frames = np.zeros((WINDOW_FRAMES, N_MELS), np.float32)  # rolling history, newest last
-        self.frames_done = 0  # frames computed since the start
+    def file_windows(self, audio: np.ndarray):
+        """All windows of one signal at SAMPLE_RATE, shaped (n_windows, N_MELS, WINDOW_FRAMES)."""
+        audio = self.xp.asarray(check_audio(audio, SAMPLE_RATE))
+        return windows(mel_frames(audio, self.xp).T, self.xp)
 
-    def feed(self, audio: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Add audio; return (end_frame, window) for every window completed, window shaped (N_MELS, WINDOW_FRAMES)
-        and end_frame the count of frames up to its end."""
-        buffer = np.concatenate([self._pending, audio]) if len(self._pending) else np.asarray(audio, np.float32)
-        new = mel_frames(buffer)
-        self._pending = buffer[len(new) * HOP_LENGTH :]
-        ready, start = [], 0
-        while start < len(new):  # append in pieces that end on window boundaries
-            stop = start + STEP_FRAMES - self.frames_done % STEP_FRAMES
-            ready += self._append(new[start:stop])
-            start = stop
-        return ready
+    def open_streams(self, count: int) -> None:
+        """Track `count` streams, numbered from 0, each starting with no previous step."""
+        self._previous = self.xp.zeros((count, N_MELS, STEP_FRAMES), self.xp.float32)
 
-    def _append(self, new: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        self._frames = np.roll(self._frames, -len(new), axis=0)
-        self._frames[-len(new) :] = new
-        self.frames_done += len(new)
-        if self.frames_done >= WINDOW_FRAMES and self.frames_done % STEP_FRAMES == 0:
-            return [(self.frames_done, self._frames.T.copy())]
-        return []
+    def stream_windows(self, streams: list[int], spans: np.ndarray):
+        """The window that each step of audio completes, for many streams at once.
+
+        spans: (n, STEP_SPAN_SAMPLES) float32, each the audio of the next STEP_FRAMES frames of stream streams[i]
+        (a stream's steps in their order). Row i of the result is (N_MELS, WINDOW_FRAMES): that stream's previous
+        step followed by this one; for a stream's very first step the first half is zeros.
+        """
+        xp = self.xp
+        new = mel_frames(xp.asarray(spans), xp).transpose(0, 2, 1)  # (n, N_MELS, STEP_FRAMES)
+        out = xp.empty((len(spans), N_MELS, WINDOW_FRAMES), xp.float32)
+        out[:, :, STEP_FRAMES:] = new
+        streams = np.asarray(streams)
+        rank = _earlier_occurrences(streams)
+        for k in range(int(rank.max(initial=-1)) + 1):  # in rounds, so that each round's previous steps are stored
+            rows = np.flatnonzero(rank == k)
+            ids, at = xp.asarray(streams[rows]), xp.asarray(rows)
+            out[at, :, :STEP_FRAMES] = self._previous[ids]
+            self._previous[ids] = new[at]
+        return out
+
+
+def _earlier_occurrences(values: np.ndarray) -> np.ndarray:
+    """For each element, how many times its value occurs before it: [4, 2, 4, 4] -> [0, 0, 1, 2]."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    rank = np.empty(len(values), int)
+    rank[order] = np.arange(len(values)) - np.repeat(starts, np.diff(np.r_[starts, len(values)]))
+    return rank
+
+
+def create_frontend(kind: str = "auto") -> Frontend:
+    """`cpu`, `gpu` (CuPy; FrontendError when there is none), or `auto`: the GPU where CuPy finds one."""
+    if kind not in ("auto", "gpu", "cpu"):
+        raise FrontendError(f"--frontend {kind!r}: use auto, gpu or cpu")
+    if kind == "cpu":
+        return Frontend(description="NumPy on the CPU (asked for)")
+    cupy, about = find_gpu()
+    if cupy is not None:
+        return Frontend(cupy, f"CuPy {cupy.__version__} on {about}" + (" (auto)" if kind == "auto" else ""))
+    if kind == "gpu":
+        raise FrontendError(f"--frontend gpu: {about}")
+    return Frontend(description=f"NumPy on the CPU (auto: {about})")

@@ -1,8 +1,9 @@
 """Streams, batching and running averages: from ring buffers to prediction messages.
 
-One thread polls every stream. A stream is read only once its ring holds enough audio for its next window, so the
-frontend runs about once per window per stream on exactly the new frames; the windows of all streams ready in one
-tick go to the engine as one batch, and each result becomes a message for the broadcast.
+One thread polls every stream. A stream is read only once its ring holds enough audio for its next window, cut into
+steps of STEP_FRAMES frames; the steps of all streams ready in one tick go through the frontend as one batch (on the
+CPU or the GPU), the windows they complete through the engine as one batch, and each result becomes a message for
+the broadcast.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, STEP_FRAMES, STEP_SECONDS, WINDOW_FRAMES, Resampler
+from .audio import (HOP_LENGTH, N_FFT, SAMPLE_RATE, STEP_FRAMES, STEP_SAMPLES, STEP_SECONDS, STEP_SPAN_SAMPLES,
+                    Resampler)
 from .backends import Engine
-from .frontend import StreamingFrontend
+from .frontend import Frontend
 from .metrics import Metrics
 from .model import named_probabilities
 from .sources import Source
@@ -63,25 +65,24 @@ class Average:
 
 
 class Stream:
-    """One named source with its resampler, streaming frontend, running average and counters."""
+    """One named source with its resampler, running average and counters, cutting its audio into steps of frames."""
 
     def __init__(self, source: Source, average: str):
         self.source = source
         self.name = source.name
         self.resample = Resampler(source.rate) if source.rate != SAMPLE_RATE else None
-        self.frontend = StreamingFrontend()
         self.average = Average(average)
         self.seq = 0
-        self.samples_in = 0  # samples at 22050 Hz fed to the frontend
+        self.steps = 0  # steps of STEP_FRAMES frames cut since the start
+        self.samples_in = 0  # samples at 22050 Hz read from the source
+        self._pending = np.zeros(0, np.float32)  # those from the start of the next step on
         self.late = 0
         self.level_db = -120.0  # RMS of the audio last read, dBFS
         self.last = None  # the latest prediction message
 
     def _needed(self) -> int:
-        """Samples (at the source's rate) still missing for the next window."""
-        done = self.frontend.frames_done
-        target = max(WINDOW_FRAMES, (done // STEP_FRAMES + 1) * STEP_FRAMES)
-        missing = (target - 1) * HOP_LENGTH + N_FFT - self.samples_in
+        """Samples (at the source's rate) still missing for the next window: two steps for the first one."""
+        missing = STEP_SPAN_SAMPLES + (STEP_SAMPLES if self.steps == 0 else 0) - len(self._pending)
         return int(missing * self.source.rate / SAMPLE_RATE) + 1
 
     @property
@@ -89,8 +90,9 @@ class Stream:
         """The source has ended and what is left in its ring cannot complete another window."""
         return self.source.finished and self.source.ring.available < self._needed()
 
-    def poll(self) -> list[tuple[np.ndarray, float, float]]:
-        """(window, stream time at its end, arrival time of its last sample) for each window completed."""
+    def poll(self) -> list[tuple[np.ndarray, bool, float, float]]:
+        """(audio of the step, whether it completes a window, stream time at its end, arrival time of its last
+        sample) for each step of frames that the audio now in the ring completes."""
         ring = self.source.ring
         if ring.available < self._needed():
             return []
@@ -100,11 +102,15 @@ class Stream:
         self.level_db = float(10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12))
         converted = self.resample(audio) if self.resample else audio
         self.samples_in += len(converted)
-        out = []
-        for end_frame, window in self.frontend.feed(converted):
-            end_sample = (end_frame - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz, counted like samples_in
+        pending, start, out = np.concatenate([self._pending, converted]), 0, []
+        while len(pending) - start >= STEP_SPAN_SAMPLES:
+            self.steps += 1
+            end_sample = (self.steps * STEP_FRAMES - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz, counted like samples_in
             behind = int((self.samples_in - end_sample) * self.source.rate / SAMPLE_RATE)  # newer samples read
-            out.append((window, end_sample / SAMPLE_RATE, ring.arrival_time(ring.read - behind)))
+            out.append((pending[start : start + STEP_SPAN_SAMPLES], self.steps > 1, end_sample / SAMPLE_RATE,
+                        ring.arrival_time(ring.read - behind)))
+            start += STEP_SAMPLES
+        self._pending = pending[start:]
         return out
 
     def problem(self) -> str | None:
@@ -126,11 +132,14 @@ class Stream:
 
 
 class Pipeline:
-    """Polls all streams, batches their ready windows through the engine and publishes one message per window."""
+    """Polls all streams, batches their ready steps through the frontend and their windows through the engine, and
+    publishes one message per window."""
 
-    def __init__(self, streams: list[Stream], engine: Engine, genres: tuple[str, ...],
+    def __init__(self, streams: list[Stream], frontend: Frontend, engine: Engine, genres: tuple[str, ...],
                  publish: Callable[[dict], None], tick: float = TICK_SECONDS):
         self.streams = streams
+        self.frontend = frontend
+        frontend.open_streams(len(streams))
         self.engine = engine
         self.genres = genres
         self.publish = publish
@@ -171,17 +180,25 @@ class Pipeline:
 
     def step(self) -> int:
         """One tick: read, batch, infer, publish. Returns the number of windows classified."""
-        ready = []
-        for stream in self.streams:
+        steps, ids = [], []
+        for i, stream in enumerate(self.streams):
             self._forward_events(stream)
-            ready += [(stream, *w) for w in stream.poll()]
-        if not ready:
+            for step in stream.poll():
+                steps.append((stream, *step))
+                ids.append(i)
+        if not steps:
             return 0
-        probs = self.engine.infer(np.stack([window for _, window, _, _ in ready]))
-        self.metrics.batch_size.observe(len(ready))
-        for (stream, _, stream_time, arrived), p in zip(ready, probs):
+        windows = self.frontend.stream_windows(ids, np.stack([span for _, span, _, _, _ in steps]))
+        complete = [i for i, (_, _, completes, _, _) in enumerate(steps) if completes]
+        if not complete:
+            return 0
+        if len(complete) < len(steps):  # a stream's first step only starts its first window
+            windows, steps = windows[self.frontend.xp.asarray(complete)], [steps[i] for i in complete]
+        probs = self.engine.infer(windows)
+        self.metrics.batch_size.observe(len(steps))
+        for (stream, _, _, stream_time, arrived), p in zip(steps, probs):
             self._send_prediction(stream, p, stream_time, arrived)
-        return len(ready)
+        return len(steps)
 
     def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float) -> None:
         average = stream.average.update(probs)

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import SHARED_MUSIC
 from streamgenre import audio
-from streamgenre.frontend import FrontendError, StreamingFrontend, log_mel, mel_filters, windows
+from streamgenre.gpu import find_gpu
+from streamgenre.frontend import Frontend, FrontendError, create_frontend, log_mel, mel_filters, mel_frames, windows
 
 
 def librosa_log_mel(x: np.ndarray) -> np.ndarray:
@@ -53,16 +54,46 @@ def test_refuses_other_rates_and_stereo(music):
         log_mel(np.stack([music, music], axis=1))
 
 
+def step_spans(x: np.ndarray) -> list[np.ndarray]:
+    """The audio of each step of STEP_FRAMES frames, as a stream cuts it."""
+    n = (len(x) - audio.STEP_SPAN_SAMPLES) // audio.STEP_SAMPLES + 1
+    return [x[k * audio.STEP_SAMPLES : k * audio.STEP_SAMPLES + audio.STEP_SPAN_SAMPLES] for k in range(n)]
+
+
+def test_batched_frames_equal_one_signal_at_a_time(music):
+    batch = np.stack([music[:50000], music[1000:51000]])
+    np.testing.assert_array_equal(mel_frames(batch)[1], mel_frames(music[1000:51000]))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_yields_exactly_the_batch_windows(music, seed):
+def test_streams_interleaved_in_batches_yield_exactly_the_batch_windows(music, seed):
+    """Steps of three streams arrive in random batches (several steps of one stream in a batch too); each stream's
+    windows are those of the batch form on its whole signal."""
     rng = np.random.default_rng(seed)
-    frontend, got, i = StreamingFrontend(), [], 0
-    while i < len(music):
-        n = int(rng.choice([1, 7, 255, 256, 257, 511, 4096, 40000]) * rng.uniform(0.5, 1.5)) + 1
-        got += frontend.feed(music[i : i + n])
-        i += n
-    want = windows(log_mel(music))
-    assert len(got) == len(want) > 5
-    assert [end for end, _ in got] == [256 + 128 * k for k in range(len(want))]
-    np.testing.assert_allclose(np.stack([w for _, w in got]), want, rtol=1e-6, atol=1e-6)
-    assert frontend.frames_done == log_mel(music).shape[1]
+    signals = [music, music[::-1].copy(), 0.5 * music]
+    queues = [step_spans(x) for x in signals]
+    frontend, got = Frontend(), [[] for _ in signals]
+    frontend.open_streams(len(signals))
+    while any(queues):
+        ids, spans = [], []
+        for i, q in enumerate(queues):
+            for _ in range(min(len(q), int(rng.integers(0, 3)))):
+                ids.append(i)
+                spans.append(q.pop(0))
+        if spans:
+            for i, w in zip(ids, frontend.stream_windows(ids, np.stack(spans))):
+                got[i].append(w)
+    for x, windows_of_stream in zip(signals, got):
+        want = windows(log_mel(x))
+        assert len(windows_of_stream) - 1 == len(want) > 5  # the first step only starts the first window
+        np.testing.assert_array_equal(np.stack(windows_of_stream[1:]), want)
+
+
+@pytest.mark.skipif(find_gpu()[0] is not None, reason="a GPU is here: tests/test_gpu.py covers it")
+def test_frontend_selection_without_a_gpu():
+    cpu = create_frontend("auto")
+    assert cpu.name == "cpu" and "auto:" in cpu.description
+    with pytest.raises(FrontendError, match="--frontend gpu: "):
+        create_frontend("gpu")
+    with pytest.raises(FrontendError, match="use auto, gpu or cpu"):
+        create_frontend("tpu")

@@ -7,7 +7,7 @@ import pytest
 
 from streamgenre.audio import STEP_SECONDS, load_audio
 from streamgenre.backends import create_engine
-from streamgenre.frontend import log_mel, windows
+from streamgenre.frontend import create_frontend, log_mel, windows
 from streamgenre.model import load_model
 from streamgenre.pipeline import Average, Pipeline, Stream
 from streamgenre.sources import FileSource
@@ -46,7 +46,7 @@ def test_pipeline_batches_streams_and_matches_whole_file_classification(music_fi
     engine = create_engine(model)
     streams = [Stream(FileSource(f"s{i}", music_file, realtime=False), "all") for i in range(3)]
     messages = []
-    pipeline = Pipeline(streams, engine, model.genres, messages.append)
+    pipeline = Pipeline(streams, create_frontend("cpu"), engine, model.genres, messages.append)
     pipeline.start()
     deadline = time.monotonic() + 30
     ended = lambda: sum(m["type"] == "status" and m["event"] == "ended" for m in messages)  # noqa: E731

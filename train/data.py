@@ -36,6 +36,7 @@ class Track:
     source: str  # which root it came from, e.g. "gtzan" or "extra"
     mel: np.ndarray | None = None  # (N_MELS, n_frames) log-mel, filled by load_features
     soft: np.ndarray | None = None  # teacher probabilities at each of window_starts(), when distilling
+    own_label: bool = True  # False: the teacher's soft targets alone train on it (audio of another label convention)
 
     @property
     def is_excerpt(self) -> bool:

@@ -108,3 +108,24 @@ def test_loss_is_cross_entropy_without_a_teacher():
     plain = loss(logits, labels, soft, RECIPES["best"])
     assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, labels))
     assert not torch.isclose(loss(logits, labels, soft, RECIPES["distil"]), plain)
+
+
+def test_audio_without_its_own_label_learns_from_the_teacher_alone():
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    soft = torch.softmax(torch.randn(4, 3), 1)
+    recipe = RECIPES["distil"]
+    teacher_only = recipe.distil * torch.nn.functional.kl_div(torch.log_softmax(logits, 1), soft, reduction="batchmean")
+    assert torch.isclose(loss(logits, labels, soft, recipe, torch.zeros(4)), teacher_only)
+    assert loss(logits, labels, soft, recipe, torch.ones(4)) > teacher_only
+
+
+def test_teacher_head_learns_gtzan_labels_and_labels_the_other_audio():
+    tracks = tiny_dataset()[:16]
+    for t in tracks[:10]:
+        t.recording = f"gtzan:{t.recording}"
+    embeddings = {str(t.path.resolve()): band_means(t) for t in tracks}
+    recipe = Recipe("test", distil=0.7, temperature=1.0, head_gtzan_only=True)
+    head = attach_soft_targets(tracks, embeddings, ["slow", "fast"], recipe, seed=0)
+    assert [t.own_label for t in tracks] == [True] * 10 + [False] * 6
+    for t in tracks[10:]:  # labelled by the head fitted on all GTZAN recordings
+        np.testing.assert_allclose(t.soft, head.predict_proba(embeddings[str(t.path.resolve())]), rtol=1e-5)

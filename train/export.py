@@ -74,6 +74,23 @@ def _table(result: dict, genres: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _side_by_side(report: dict) -> str:
+    """One row per model scored in the same folds: the teacher, this model, the compared recipes."""
+    rows = [("teacher: musicnn MSD embeddings + linear head (not shippable: TensorFlow, 2 networks)",
+             report["cv"].get("teacher"))]
+    rows += [(f"**this model**, recipe `{report['recipe']['name']}`", report["cv"])]
+    rows += [(f"recipe `{o['recipe']['name']}`" + (" (from scratch)" if not o["recipe"].get("distil") else ""), o["cv"])
+             for o in report.get("compare", [])]
+    lines = ["| model | 2-3 s clips | 3-s windows | whole tracks |", "| --- | --- | --- | --- |"]
+    for name, result in rows:
+        if result:
+            acc = result["accuracy"]
+            lines.append(f"| {name} | " + " | ".join(
+                f"{100 * acc[k]['accuracy']:.1f} %" if acc[k]["n"] else "-" for k in ("clips", "windows", "tracks"))
+                + " |")
+    return "\n".join(lines)
+
+
 def model_card(path: Path, genres: list[str], report: dict) -> str:
     sections = [
         "# The shipped genre model",
@@ -89,6 +106,15 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
         f"- recipe: `{json.dumps(report['recipe'])}`",
         "",
     ]
+    if report["recipe"].get("distil"):
+        sections += [
+            "Distilled: a teacher (musicnn's MSD_musicnn and MSD_vgg embeddings, a standardised linear genre head "
+            "fitted on the GTZAN training recordings only) gave soft targets for every 3-s window of every training "
+            "track; GTZAN tracks got theirs from a head that did not see them (cross-fitted), the other datasets' "
+            "audio was labelled by the teacher alone (its own labels, of other conventions, unused). The student "
+            f"learned from {report['recipe']['distil']:.0%} teacher (temperature {report['recipe']['temperature']}) "
+            "and the rest GTZAN labels, on 2-3 s and 3 s crops with gain and masking augmentation. The network and "
+            "its input are unchanged; nothing of the teacher is in this file.", ""]
     if "cv" in report:
         sections += [
             "## Cross-validated (grouped by recording, stratified by genre)", "",
@@ -98,6 +124,7 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
             "training recordings, and is scored on the held-out fold: 2-3 s excerpts as clips (the case the "
             "shipped model is judged on), every 3-s window of the held-out full tracks, and each full track by the "
             "mean of its windows' probabilities.", "",
+            _side_by_side(report), "", "This model in detail (accuracy in %, per genre):", "",
             _table(report["cv"], genres), ""]
     if "teacher" in report.get("cv", {}):
         sections += ["## The teacher it learned from (musicnn MSD embeddings + linear head), same folds", "",

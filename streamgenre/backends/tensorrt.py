@@ -13,6 +13,7 @@ import importlib
 import os
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -113,11 +114,9 @@ def load_plan(model: Model, fp16: bool = False, max_batch: int | None = None, re
               cache: Path | None = None, log: Callable[[str], None] = print):
     """(deserialized engine, plan path, whether it was built now) for this model, GPU and TensorRT: the cached plan
     with the largest batch (at least max_batch when given), else a new one."""
-    import tensorrt as trt
-
     cache = cache or plan_cache()
     key = plan_key(model, fp16, max_batch or DEFAULT_MAX_BATCH)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    _, runtime = _runtime()
     candidates = [] if rebuild else [p for p in key.cached(cache) if _batch_of(p) >= (max_batch or 1)]
     for path in candidates[:1]:
         engine = _deserialize(runtime, path)
@@ -135,6 +134,15 @@ def load_plan(model: Model, fp16: bool = False, max_batch: int | None = None, re
     if engine is None or _mismatch(engine, model):
         raise EngineError(f"TensorRT built a plan it cannot load: {path}")
     return engine, path, True
+
+
+@lru_cache(maxsize=None)
+def _runtime():
+    """One TensorRT logger and runtime for the process, alive as long as the engines they load."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    return logger, trt.Runtime(logger)
 
 
 def _batch_of(path: Path) -> int:

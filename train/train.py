@@ -42,6 +42,8 @@ class Recipe:
     name: str
     max_epochs: int = 24
     patience: int = 6
+    min_epochs: int = 0  # no early stop before this many epochs
+    optimizer: str = "sgd"  # or "adamw"
     batch: int = 32
     lr: float = 0.01
     weight_decay: float = 1e-3  # the paper's L2 regularisation
@@ -60,9 +62,11 @@ class Recipe:
 RECIPES = {
     "paper": Recipe("paper"),
     "best": Recipe("best", balance=True, short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98),
-    # temperature 1: the linear head's probabilities are soft already (mean top probability 0.67 on held-out windows)
-    "distil": Recipe("distil", balance=True, short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98,
-                     distil=0.7, temperature=1.0, head_gtzan_only=True),
+    # temperature 1: the linear head's probabilities are soft already (mean top probability 0.67 on held-out windows);
+    # a higher rate, lighter dropout and no early stop: soft targets regularise, and learning is what is short here
+    "distil": Recipe("distil", max_epochs=30, min_epochs=30, lr=0.03, dropout=0.3, balance=True, short_crops=0.5,
+                     gain_db=6.0, masks=True, cosine=True, ema=0.98, distil=0.7, temperature=1.0,
+                     head_gtzan_only=True),
 }
 HEAD_C = (1e-3, 1e-2, 1e-1)  # the teacher head's regularisation, chosen by grouped cross-validation
 
@@ -109,7 +113,11 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
     rng = np.random.default_rng(seed)
     net = PaperCNN(len(genres), recipe.dropout)
     average = copy.deepcopy(net) if recipe.ema else net
-    opt = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
+                              weight_decay=recipe.weight_decay)
     steps = recipe.max_epochs * -(-len(train) // recipe.batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if recipe.cosine else None
     index = {g: i for i, g in enumerate(genres)}
@@ -138,7 +146,7 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
             best, best_acc, stale = copy.deepcopy(average.state_dict()), acc, 0
         else:
             stale += 1
-            if stale >= recipe.patience:
+            if stale >= recipe.patience and epoch + 1 >= recipe.min_epochs:
                 break
     average.load_state_dict(best)
     return average.eval()

@@ -75,17 +75,20 @@ def _table(result: dict, genres: list[str]) -> str:
 
 
 def _side_by_side(report: dict) -> str:
-    """One row per model scored in the same folds: the teacher, this model, the compared recipes."""
+    """One row per model: the teacher (scored in this model's folds), this model, the compared recipes."""
     rows = [("teacher: musicnn MSD embeddings + linear head (not shippable: TensorFlow, 2 networks)",
              report["cv"].get("teacher"))]
     rows += [(f"**this model**, recipe `{report['recipe']['name']}`", report["cv"])]
     rows += [(f"recipe `{o['recipe']['name']}`" + (" (from scratch)" if not o["recipe"].get("distil") else ""), o["cv"])
              for o in report.get("compare", [])]
-    lines = ["| model | 2-3 s clips | 3-s windows | whole tracks |", "| --- | --- | --- | --- |"]
-    for name, result in rows:
+    folds = len(report["cv"]["folds"])
+    rows = [(name, result, folds if result is report["cv"].get("teacher") else len(result["folds"]))
+            for name, result in rows if result]
+    lines = ["| model | folds | 2-3 s clips | 3-s windows | whole tracks |", "| --- | --- | --- | --- | --- |"]
+    for name, result, k in rows:
         if result:
             acc = result["accuracy"]
-            lines.append(f"| {name} | " + " | ".join(
+            lines.append(f"| {name} | {k} | " + " | ".join(
                 f"{100 * acc[k]['accuracy']:.1f} %" if acc[k]["n"] else "-" for k in ("clips", "windows", "tracks"))
                 + " |")
     return "\n".join(lines)
@@ -118,7 +121,7 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
     if "cv" in report:
         sections += [
             "## Cross-validated (grouped by recording, stratified by genre)", "",
-            "Protocol: 5 folds of the GTZAN recordings (an excerpt and the full track it was cut from are one "
+            f"Protocol: {len(report['cv']['folds'])} folds of the GTZAN recordings (an excerpt and the full track it was cut from are one "
             "recording, so they are never split apart); in each fold the network trains on the other recordings "
             "(plus all non-GTZAN audio, which is never evaluated on), stops early on a seventh of its GTZAN "
             "training recordings, and is scored on the held-out fold: 2-3 s excerpts as clips (the case the "
@@ -132,7 +135,7 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
     if "split" in report:
         sections += ["## Fault-filtered test split", "", _table(report["split"], genres), ""]
     for other in report.get("compare", []):
-        sections += [f"## For comparison: recipe `{other['recipe']['name']}`, same folds", "",
+        sections += [f"## For comparison: recipe `{other['recipe']['name']}`, {len(other['cv']['folds'])} folds", "",
                      f"`{json.dumps(other['recipe'])}`", "", _table(other["cv"], genres), ""]
     return "\n".join(sections)
 
@@ -143,7 +146,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--report", type=Path, default=Path("train/runs/best.json"))
-    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other recipes' reports, same folds")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other recipes' reports")
     parser.add_argument("--out", type=Path, default=Path("engines"))
     args = parser.parse_args()
     report = json.loads(args.report.read_text())

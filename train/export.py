@@ -121,10 +121,11 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
     if "cv" in report:
         sections += [
             "## Cross-validated (grouped by recording, stratified by genre)", "",
-            f"Protocol: {len(report['cv']['folds'])} folds of the GTZAN recordings (an excerpt and the full track it was cut from are one "
-            "recording, so they are never split apart); in each fold the network trains on the other recordings "
-            "(plus all non-GTZAN audio, which is never evaluated on), stops early on a seventh of its GTZAN "
-            "training recordings, and is scored on the held-out fold: 2-3 s excerpts as clips (the case the "
+            f"Protocol: {len(report['cv']['folds'])} folds of the GTZAN recordings (an excerpt and the full track it "
+            "was cut from are one recording, so they are never split apart); in each fold the network trains on the "
+            "other recordings (plus all non-GTZAN audio, which is never evaluated on), keeps the weights that score "
+            "best on a seventh of its GTZAN training recordings (stopping early where the recipe has patience), and "
+            "is scored on the held-out fold: 2-3 s excerpts as clips (the case the "
             "shipped model is judged on), every 3-s window of the held-out full tracks, and each full track by the "
             "mean of its windows' probabilities.", "",
             _side_by_side(report), "", "This model in detail (accuracy in %, per genre):", "",

@@ -9,8 +9,7 @@ from conftest import synth_music
 
 pytestmark = pytest.mark.skipif(
     not (importlib.util.find_spec("musicnn") and importlib.util.find_spec("tensorflow")),
-    reason="the teacher's extra is not installed (pip install musicnn==0.1.0 --no-deps; pip install tensorflow-cpu "
-           "tf_keras)")
+    reason="the teacher's extra is not installed (pip install -e '.[teacher]' && pip install --no-deps musicnn==0.1.0)")
 
 
 def test_teacher_embeds_windows_and_tells_them_apart():

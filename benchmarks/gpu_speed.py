@@ -95,7 +95,8 @@ def main() -> None:
         host = np.asarray(_file_batch(Frontend(), (0.1 * np.random.default_rng(1).standard_normal(
             (batch, WINDOW_SAMPLES))).astype(np.float32)))
         for name, engine in engines:
-            rows.append((f"engine {name}, windows from the host", rate(lambda: engine.infer(host), batch, args.seconds)))
+            rows.append((f"engine {name}, windows from the host",
+                         rate(lambda: engine.infer(host), batch, args.seconds)))
             if cupy is not None and name.startswith("tensorrt"):
                 device = cupy.asarray(host)
                 rows.append((f"engine {name}, windows already on the GPU",

@@ -76,9 +76,8 @@ def mel_frames(audio, xp=np):
     row-per-frame form steps are made of. `xp` is the array module the audio lives on (numpy or cupy)."""
     window, filters_t = _constants(xp)
     *lead, stride = audio.strides
-    frames = xp.lib.stride_tricks.as_strided(
-        audio, shape=(*audio.shape[:-1], frame_count(audio.shape[-1]), N_FFT), strides=(*lead, stride * HOP_LENGTH, stride)
-    )
+    shape = (*audio.shape[:-1], frame_count(audio.shape[-1]), N_FFT)
+    frames = xp.lib.stride_tricks.as_strided(audio, shape=shape, strides=(*lead, stride * HOP_LENGTH, stride))
     spectrum = xp.fft.rfft(frames * window, axis=-1)
     power = spectrum.real**2 + spectrum.imag**2
     return xp.log1p(power @ filters_t).astype(xp.float32)

@@ -54,7 +54,8 @@ def test_tensorrt_asked_for_where_it_cannot_run(tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1
     assert run.stderr.startswith(f"streamgenre: error: --engine tensorrt: {NO_TENSORRT}")
     build = streamgenre("engine", "build")
-    assert build.returncode == 2 and build.stderr == f"streamgenre: error: cannot build a TensorRT plan: {NO_TENSORRT}\n"
+    assert build.returncode == 2
+    assert build.stderr == f"streamgenre: error: cannot build a TensorRT plan: {NO_TENSORRT}\n"
 
 
 @pytest.mark.skipif(CUPY is not None, reason="a GPU is here")
@@ -73,7 +74,8 @@ def test_daemon_says_what_it_took_and_why(music_file):
     with running_daemon(str(music_file), "--fast") as (_, proc):
         time.sleep(1.0)
     log = proc.stdout.read()
-    engine = "TensorRT" if NO_TENSORRT is None else re.escape(f"ONNX Runtime {ort_version} on the CPU (auto: {NO_TENSORRT})")
+    engine = "TensorRT" if NO_TENSORRT is None else re.escape(
+        f"ONNX Runtime {ort_version} on the CPU (auto: {NO_TENSORRT})")
     frontend = "CuPy .* [(]auto[)]" if CUPY is not None else re.escape(f"NumPy on the CPU (auto: {GPU})")
     assert re.search(f"engine: {engine}", log) and re.search(f"frontend: {frontend}", log), log
 

@@ -7,11 +7,11 @@ padded window) with MSD_musicnn (penultimate layer, 200 values) and MSD_vgg (poo
 `train/cache/teacher-<key>.npz`; a linear genre head on these embeddings is what teaches the student. A training-time
 tool only: nothing of it enters the runtime package, the ONNX file or the daemon.
 
-Setup, in an environment of its own (it pins TensorFlow): `pip install -e ".[teacher]"`, then
-`pip install --no-deps musicnn==0.1.0` (musicnn's own requirements pin numpy < 1.17). Three traps of running musicnn
-today are handled here: Keras 3 lacks `tf.layers.batch_normalization` (TF_USE_LEGACY_KERAS=1), musicnn's own extractor hides a failed restore behind a bare
-`except:` (variables are checked against the checkpoint here), and its float16 spectrogram overflows under NumPy 2
-(kept in float32 here).
+Setup, in an environment of its own (it pins TensorFlow): `pip install -e ".[teacher]"`, then `pip install --no-deps
+musicnn==0.1.0` (musicnn's own requirements pin numpy < 1.17). Three traps of running musicnn today are handled here:
+Keras 3 lacks `tf.layers.batch_normalization` (TF_USE_LEGACY_KERAS=1), musicnn's own extractor hides a failed restore
+behind a bare `except:` (variables are checked against the checkpoint here), and its float16 spectrogram overflows
+under NumPy 2 (kept in float32 here).
 """
 
 from __future__ import annotations

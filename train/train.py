@@ -205,7 +205,8 @@ def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str],
     chosen = {id(t) for t in labelled}
     for t in train:
         if id(t) not in chosen:
-            t.soft, t.own_label = soften(head.predict_proba(embeddings[str(t.path.resolve())]), recipe.temperature), False
+            t.soft = soften(head.predict_proba(embeddings[str(t.path.resolve())]), recipe.temperature)
+            t.own_label = False
     return head
 
 

@@ -106,6 +106,9 @@ def windows(spectrogram, xp=np):
     return xp.stack([spectrogram[:, s : s + WINDOW_FRAMES] for s in range(0, n * STEP_FRAMES, STEP_FRAMES)])
 
 
+CPU_CHUNK_STEPS = 2  # steps per NumPy call: bigger batches leave the caches (1,300 against 2,000-2,300 steps/s at 64)
+
+
 class Frontend:
     """The frontend on one array module: NumPy on the CPU, or CuPy on an NVIDIA GPU, where its windows stay for
     the engine. Same functions either way; `description` says which one runs and why it was chosen."""
@@ -133,7 +136,9 @@ class Frontend:
         step followed by this one; for a stream's very first step the first half is zeros.
         """
         xp = self.xp
-        new = mel_frames(xp.asarray(spans), xp).transpose(0, 2, 1)  # (n, N_MELS, STEP_FRAMES)
+        chunk = CPU_CHUNK_STEPS if xp is np else len(spans)
+        new = xp.concatenate([mel_frames(xp.asarray(spans[i : i + chunk]), xp) for i in range(0, len(spans), chunk)])
+        new = new.transpose(0, 2, 1)  # (n, N_MELS, STEP_FRAMES)
         out = xp.empty((len(spans), N_MELS, WINDOW_FRAMES), xp.float32)
         out[:, :, STEP_FRAMES:] = new
         streams = np.asarray(streams)

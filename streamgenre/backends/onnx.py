@@ -8,6 +8,10 @@ import onnxruntime
 from ..model import Model
 
 
+CHUNK = 64  # windows per run: larger batches gain nothing on a CPU, and their activations (4 MB per window
+# after the first convolution) outgrow the caches
+
+
 class OnnxEngine:
     name = "onnx"
 
@@ -25,4 +29,7 @@ class OnnxEngine:
         if not isinstance(windows, np.ndarray):
             windows = windows.get()
         batch = np.ascontiguousarray(windows, dtype=np.float32)[:, None]
-        return self.session.run(None, {"mel": batch})[0]
+        if len(batch) <= CHUNK:
+            return self.session.run(None, {"mel": batch})[0]
+        return np.concatenate([self.session.run(None, {"mel": batch[i : i + CHUNK]})[0]
+                               for i in range(0, len(batch), CHUNK)])

@@ -65,9 +65,8 @@ class PlanKey:
     def cached(self, cache: Path) -> list[Path]:
         """Plans in the cache for everything in this key but the batch size, the largest batch first."""
         prefix = replace(self, max_batch=0).filename()[: -len("0.plan")]
-        found = [(int(p.name[len(prefix) : -len(".plan")]), p) for p in cache.glob(prefix + "*.plan")
-                 if p.name[len(prefix) : -len(".plan")].isdigit()]
-        return [p for _, p in sorted(found, reverse=True)]
+        found = [p for p in cache.glob(prefix + "*.plan") if p.stem[len(prefix) :].isdigit()]
+        return sorted(found, key=_batch_of, reverse=True)
 
 
 def plan_key(model: Model, fp16: bool, max_batch: int) -> PlanKey:
@@ -156,12 +155,17 @@ def _deserialize(runtime, path: Path):
         return None
 
 
-def _mismatch(engine, model: Model) -> str | None:
-    """Why a loaded plan does not fit the model, or None."""
+def _tensors(engine) -> tuple[list[str], list[str]]:
+    """The plan's input and output tensor names, and its outputs alone."""
     import tensorrt as trt
 
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    return names, [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+
+def _mismatch(engine, model: Model) -> str | None:
+    """Why a loaded plan does not fit the model, or None."""
+    names, outputs = _tensors(engine)
     if INPUT not in names or len(outputs) != 1:
         return f"has tensors {names}, not {INPUT!r} and one output"
     if tuple(engine.get_tensor_shape(INPUT))[1:] != (1, N_MELS, WINDOW_FRAMES):
@@ -184,8 +188,7 @@ class TensorRTEngine:
         self.cupy = cupy
         self.engine, self.plan, _ = load_plan(model, fp16, max_batch, cache=cache, log=log)
         self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.output = _tensors(self.engine)[1][0]
         self.max_batch = int(self.engine.get_tensor_profile_shape(INPUT, 0)[2][0])
         self.genres = len(model.genres)
         self.stream = cupy.cuda.Stream(non_blocking=True)

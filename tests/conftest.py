@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from streamgenre.audio import STEP_SAMPLES, STEP_SPAN_SAMPLES
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_MUSIC = sorted((SHARED / "data" / "music").glob("*.ogg"))
 
@@ -48,3 +50,9 @@ def music_file(tmp_path_factory, music) -> Path:
 def write_audio(path: Path, audio: np.ndarray, rate: int = 22050) -> Path:
     soundfile.write(path, audio, rate)
     return path
+
+
+def step_spans(x: np.ndarray) -> list[np.ndarray]:
+    """The audio of each step of STEP_FRAMES frames, as a stream cuts it."""
+    n = (len(x) - STEP_SPAN_SAMPLES) // STEP_SAMPLES + 1
+    return [x[k * STEP_SAMPLES : k * STEP_SAMPLES + STEP_SPAN_SAMPLES] for k in range(n)]

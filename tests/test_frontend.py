@@ -2,7 +2,7 @@ import librosa
 import numpy as np
 import pytest
 
-from conftest import SHARED_MUSIC
+from conftest import SHARED_MUSIC, step_spans
 from streamgenre import audio
 from streamgenre.gpu import find_gpu
 from streamgenre.frontend import Frontend, FrontendError, create_frontend, log_mel, mel_filters, mel_frames, windows
@@ -52,12 +52,6 @@ def test_refuses_other_rates_and_stereo(music):
         log_mel(music, sample_rate=44100)
     with pytest.raises(FrontendError, match="mono"):
         log_mel(np.stack([music, music], axis=1))
-
-
-def step_spans(x: np.ndarray) -> list[np.ndarray]:
-    """The audio of each step of STEP_FRAMES frames, as a stream cuts it."""
-    n = (len(x) - audio.STEP_SPAN_SAMPLES) // audio.STEP_SAMPLES + 1
-    return [x[k * audio.STEP_SAMPLES : k * audio.STEP_SAMPLES + audio.STEP_SPAN_SAMPLES] for k in range(n)]
 
 
 def test_batched_frames_equal_one_signal_at_a_time(music):

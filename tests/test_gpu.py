@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from onnxruntime import __version__ as ort_version
 
-from conftest import SHARED_MUSIC, synth_music, write_audio
+from conftest import SHARED_MUSIC, step_spans, synth_music, write_audio
 from daemon import running_daemon
 from streamgenre import audio
 from streamgenre.backends import create_engine
@@ -111,9 +111,7 @@ def test_gpu_frontend_computes_the_cpu_frontend(music):
 @needs_gpu
 def test_gpu_frontend_batches_streams_like_the_cpu_frontend(music):
     """Three streams: their first two steps in one batch, then one step of each per batch."""
-    step, span = audio.STEP_SAMPLES, audio.STEP_SPAN_SAMPLES
-    steps = [[x[k * step : k * step + span] for k in range((len(x) - span) // step + 1)]
-             for x in (music, music[::-1].copy(), 0.25 * music)]
+    steps = [step_spans(x) for x in (music, music[::-1].copy(), 0.25 * music)]
     batches = [[(i, 0) for i in range(3)] + [(i, 1) for i in range(3)]]
     batches += [[(i, k) for i in range(3)] for k in range(2, len(steps[0]))]
     cpu, gpu = Frontend(), create_frontend("gpu")

@@ -18,7 +18,7 @@ def classify(*args):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("classify")
-    music = synth_music(12.0, seed=4)
+    music = (synth_music(12.0, seed=4) * 32767).astype(np.int16)  # the same samples in every lossless file
     return {ext: write_audio(d / f"song.{ext}", music) for ext in ("wav", "flac", "ogg", "mp3")}
 
 

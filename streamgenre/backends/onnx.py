@@ -29,7 +29,5 @@ class OnnxEngine:
         if not isinstance(windows, np.ndarray):
             windows = windows.get()
         batch = np.ascontiguousarray(windows, dtype=np.float32)[:, None]
-        if len(batch) <= CHUNK:
-            return self.session.run(None, {"mel": batch})[0]
         return np.concatenate([self.session.run(None, {"mel": batch[i : i + CHUNK]})[0]
                                for i in range(0, len(batch), CHUNK)])

@@ -16,11 +16,13 @@ from train.data import Track
 
 
 def predict(net: torch.nn.Module, batch: np.ndarray, size: int = 128) -> np.ndarray:
-    """Probabilities for (n, N_MELS, WINDOW_FRAMES) windows."""
+    """Probabilities for (n, N_MELS, WINDOW_FRAMES) windows, on the device the network is on."""
     net.eval()
+    device = next(net.parameters()).device
     with torch.no_grad():
-        parts = [torch.softmax(net(torch.from_numpy(batch[i : i + size])[:, None]), 1) for i in range(0, len(batch), size)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
+        parts = [torch.softmax(net(torch.from_numpy(batch[i : i + size])[:, None].to(device)), 1)
+                 for i in range(0, len(batch), size)]
+    return torch.cat(parts).cpu().numpy() if parts else np.zeros((0, 0), np.float32)
 
 
 @dataclass

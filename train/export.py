@@ -105,7 +105,8 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
         f"- sha256: `{file_sha256(path)}`",
         f"- genres, in output order: {', '.join(genres)}",
         f"- frontend (stored in the file and checked on load): `{json.dumps(PARAMS)}`",
-        f"- trained on: {_data_names(report)} (recipe `{report['recipe']['name']}`, seed {report['seed']})",
+        f"- trained on: {_data_names(report)} (recipe `{report['recipe']['name']}`, seed {report['seed']}), "
+        f"on {report.get('machine', 'a CPU')}",
         f"- recipe: `{json.dumps(report['recipe'])}`",
         "",
     ]

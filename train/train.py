@@ -110,10 +110,12 @@ def sample_epoch(tracks: list[Track], recipe: Recipe, rng: np.random.Generator) 
 
 
 def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recipe, seed: int, log=print) -> PaperCNN:
-    """Train until validation accuracy (windows and clips) stops improving; return the best weights."""
+    """Train until validation accuracy (windows and clips) stops improving; return the best weights, on the CPU.
+    Trains on the GPU where PyTorch sees one."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = PaperCNN(len(genres), recipe.dropout).to(memory_format=torch.channels_last)  # 20 % faster convolutions on CPU
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = PaperCNN(len(genres), recipe.dropout).to(device, memory_format=torch.channels_last)  # 20 % faster on CPU
     average = copy.deepcopy(net) if recipe.ema else net
     if recipe.optimizer == "adamw":
         opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -131,11 +133,12 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
             batch = order[b : b + recipe.batch]
             starts, targets = zip(*(draw(t, recipe, genres, rng) for t in batch))
             x = torch.from_numpy(np.stack([crop(t, s, recipe, rng) for t, s in zip(batch, starts)])[:, None])
-            x = x.to(memory_format=torch.channels_last)
-            y = torch.tensor([index[t.genre] for t in batch])
-            own = torch.tensor([float(t.own_label) for t in batch])
+            x = x.to(device, memory_format=torch.channels_last)
+            y = torch.tensor([index[t.genre] for t in batch], device=device)
+            own = torch.tensor([float(t.own_label) for t in batch], device=device)
+            soft = torch.from_numpy(np.stack(targets)).float().to(device)
             opt.zero_grad()
-            loss(net(x), y, torch.from_numpy(np.stack(targets)).float(), recipe, own).backward()
+            loss(net(x), y, soft, recipe, own).backward()
             opt.step()
             if sched:
                 sched.step()
@@ -152,7 +155,12 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
             if stale >= recipe.patience and epoch + 1 >= recipe.min_epochs:
                 break
     average.load_state_dict(best)
-    return average.eval()
+    return average.cpu().eval()
+
+
+def training_machine() -> str:
+    """Where the weights are trained, for the model card."""
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
 
 
 def loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor, recipe: Recipe,
@@ -273,7 +281,8 @@ def main() -> None:
     found = {t.genre for t in tracks}
     genres = [g for g in GTZAN_GENRES if g in found] + sorted(found - set(GTZAN_GENRES))
     print(f"{len(tracks)} tracks, {len({t.recording for t in tracks})} recordings, genres: {' '.join(genres)}")
-    report = {"recipe": recipe.__dict__, "data": args.data, "seed": args.seed, "genres": genres}
+    report = {"recipe": recipe.__dict__, "data": args.data, "seed": args.seed, "genres": genres,
+              "machine": training_machine()}
     args.report.mkdir(parents=True, exist_ok=True)
     report_file = args.report / f"{recipe.name}.json"
 

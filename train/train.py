@@ -35,6 +35,7 @@ from train.evaluate import Scores, score, score_probabilities
 from train.net import PaperCNN
 
 SHORT_FRAMES = (int(2.0 * SAMPLE_RATE / HOP_LENGTH), WINDOW_FRAMES)  # 2-3 s clips, like the excerpts
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # training runs on the GPU where there is one
 
 
 @dataclass
@@ -110,12 +111,10 @@ def sample_epoch(tracks: list[Track], recipe: Recipe, rng: np.random.Generator) 
 
 
 def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recipe, seed: int, log=print) -> PaperCNN:
-    """Train until validation accuracy (windows and clips) stops improving; return the best weights, on the CPU.
-    Trains on the GPU where PyTorch sees one."""
+    """Train until validation accuracy (windows and clips) stops improving; return the best weights, on the CPU."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = PaperCNN(len(genres), recipe.dropout).to(device, memory_format=torch.channels_last)  # 20 % faster on CPU
+    net = PaperCNN(len(genres), recipe.dropout).to(DEVICE, memory_format=torch.channels_last)  # 20 % faster on CPU
     average = copy.deepcopy(net) if recipe.ema else net
     if recipe.optimizer == "adamw":
         opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -133,10 +132,10 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
             batch = order[b : b + recipe.batch]
             starts, targets = zip(*(draw(t, recipe, genres, rng) for t in batch))
             x = torch.from_numpy(np.stack([crop(t, s, recipe, rng) for t, s in zip(batch, starts)])[:, None])
-            x = x.to(device, memory_format=torch.channels_last)
-            y = torch.tensor([index[t.genre] for t in batch], device=device)
-            own = torch.tensor([float(t.own_label) for t in batch], device=device)
-            soft = torch.from_numpy(np.stack(targets)).float().to(device)
+            x = x.to(DEVICE, memory_format=torch.channels_last)
+            y = torch.tensor([index[t.genre] for t in batch], device=DEVICE)
+            own = torch.tensor([float(t.own_label) for t in batch], device=DEVICE)
+            soft = torch.from_numpy(np.stack(targets)).float().to(DEVICE)
             opt.zero_grad()
             loss(net(x), y, soft, recipe, own).backward()
             opt.step()
@@ -160,7 +159,7 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
 
 def training_machine() -> str:
     """Where the weights are trained, for the model card."""
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    return torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
 
 
 def loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor, recipe: Recipe,

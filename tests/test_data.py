@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, synth_music, write_audio
-from train.data import GTZAN_GENRES, find_tracks, group_folds, load_features, read_split
+from train.data import GTZAN_GENRES, SPLIT_LISTS, artist_folds, find_tracks, group_folds, load_features
+from train.train import fold_sides
 
 
 def make_files(root, names, seconds=1.0):
@@ -66,10 +67,37 @@ def test_folds_keep_recordings_together_and_are_stratified(tmp_path):
         assert sorted(r.split(":")[1].split(".")[0] for r in fold) == sorted(GTZAN_GENRES[:4] * 2)
 
 
+def test_artist_folds_never_put_one_list_on_both_sides(tmp_path):
+    """Three lists (artist-disjoint, like the fault-filtered ones) and recordings in no list: each list is held out
+    once, its recordings never train or validate, validation comes from the other lists, the rest only train."""
+    lists = {name: [f"{g}.{i:05d}" for g in GTZAN_GENRES[:4] for i in range(7 * k, 7 * k + 7)]
+             for k, name in enumerate(SPLIT_LISTS)}
+    (tmp_path / "splits").mkdir()
+    for name, stems in lists.items():
+        (tmp_path / "splits" / f"{name}_filtered.txt").write_text("".join(f"{s[:-6]}/{s}.wav\n" for s in stems))
+    unlisted = [f"{g}.{i:05d}" for g in GTZAN_GENRES[:4] for i in (90, 91)]
+    names = [f"audio/{s}.wav" for stems in lists.values() for s in stems] + [f"audio/{s}.wav" for s in unlisted]
+    names += ["audio/ex/blues.00001.wav"]  # an excerpt of a listed recording: goes wherever its recording goes
+    tracks = find_tracks(make_files(tmp_path, names, seconds=0.1) / "audio")
+    folds = artist_folds(tmp_path / "splits")
+    sides = list(fold_sides(tracks, folds, seed=0))
+    assert len(sides) == 3
+    for k, (train, valid, held) in enumerate(sides):
+        held_list = {f"gtzan:{s}" for s in lists[SPLIT_LISTS[k]]}
+        others = {f"gtzan:{s}" for j, name in enumerate(SPLIT_LISTS) if j != k for s in lists[name]}
+        assert {t.recording for t in held} == held_list
+        assert not ({t.recording for t in train + valid} & held_list)
+        assert valid and {t.recording for t in valid} <= others
+        assert {f"gtzan:{s}" for s in unlisted} <= {t.recording for t in train}
+        assert len(train) + len(valid) + len(held) == len(tracks)
+    assert sum(len(held) for _, _, held in sides) == len(tracks) - len(unlisted)
+
+
 @pytest.mark.skipif(not (SHARED / "data" / "gtzan" / "splits").is_dir(), reason="../shared/data/gtzan is not here")
 def test_shared_gtzan_and_its_splits():
     tracks = find_tracks(SHARED / "data" / "gtzan")
     assert len(tracks) == 500 and {t.genre for t in tracks} == set(GTZAN_GENRES)
-    splits = [read_split(SHARED / "data" / "gtzan" / "splits" / f"{n}_filtered.txt") for n in ("train", "valid", "test")]
+    splits = artist_folds(SHARED / "data" / "gtzan" / "splits")
     assert [len(s) for s in splits] == [443, 197, 290]
-    assert not (splits[0] & splits[2])
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
+    assert len({t.recording for t in tracks} & set().union(*splits)) == 383  # the rest only ever train

@@ -100,8 +100,18 @@ def read_split(split_file: Path) -> set[str]:
     return {f"gtzan:{Path(line.strip()).stem}" for line in split_file.read_text().splitlines() if line.strip()}
 
 
+SPLIT_LISTS = ("train", "valid", "test")  # Kereliuk et al. 2015: <name>_filtered.txt, artist-disjoint from each other
+
+
+def artist_folds(split_dir: Path) -> list[set[str]]:
+    """The fault-filtered lists as folds: no artist is in two of them, so a network tested on one list and trained
+    on the others (and on recordings in no list, which only ever train) is tested on artists it never heard."""
+    return [read_split(Path(split_dir) / f"{name}_filtered.txt") for name in SPLIT_LISTS]
+
+
 def group_folds(tracks: list[Track], k: int, seed: int, gtzan_only: bool = True) -> list[set[str]]:
-    """k folds of recordings, stratified by genre; by default only GTZAN recordings (the ones evaluated on)."""
+    """k folds of recordings, stratified by genre; by default only GTZAN recordings (the ones evaluated on).
+    GTZAN has many recordings per artist, so these folds share artists: the artist-disjoint ones are artist_folds."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     chosen = [t for t in tracks if t.recording.startswith("gtzan:") or not gtzan_only]

@@ -1,17 +1,18 @@
-"""The pretrained teacher for distillation: musicnn's MSD networks (from the `musicnn` wheel) as a music embedding.
+"""The pretrained teacher for distillation: musicnn's MSD networks as a music embedding, on the PyTorch port.
 
     python -m train.teacher --data ../shared/data/gtzan --data ../shared/data/extra
 
 Embeds every student window position of every training track (3-s windows every 128 frames, the excerpts as one
 padded window) with MSD_musicnn (penultimate layer, 200 values) and MSD_vgg (pool5, flattened) and caches them in
-`train/cache/teacher-<key>.npz`; a linear genre head on these embeddings is what teaches the student. A training-time
-tool only: nothing of it enters the runtime package, the ONNX file or the daemon.
+`train/cache/teacher-<key>.npy`; a linear genre head on these embeddings is what teaches the student. It runs on
+`train/musicnn.py`, the port to PyTorch (no TensorFlow; `pip install --no-deps musicnn==0.1.0` brings the weights),
+on the GPU where PyTorch sees one.
 
-Setup, in an environment of its own (it pins TensorFlow): `pip install -e ".[teacher]"`, then `pip install --no-deps
-musicnn==0.1.0` (musicnn's own requirements pin numpy < 1.17). Three traps of running musicnn today are handled here:
-Keras 3 lacks `tf.layers.batch_normalization` (TF_USE_LEGACY_KERAS=1), musicnn's own extractor hides a failed restore
-behind a bare `except:` (variables are checked against the checkpoint here), and its float16 spectrogram overflows
-under NumPy 2 (kept in float32 here).
+`TensorflowTeacher` is the original, kept to check the port against (tests/test_teacher.py, where TensorFlow is
+installed: `pip install -e ".[teacher]"`). Three traps of running musicnn on today's TensorFlow are handled there:
+Keras 3 lacks `tf.layers.batch_normalization` (TF_USE_LEGACY_KERAS=1), musicnn's own extractor hides a failed
+restore behind a bare `except:` (variables are checked against the checkpoint here), and its float16 spectrogram
+overflows under NumPy 2 (the port's frontend stays in float32).
 """
 
 from __future__ import annotations
@@ -25,34 +26,51 @@ import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, load_audio, pad_to_window  # noqa: E402
 from streamgenre.frontend import frame_count  # noqa: E402
 from train.data import CACHE, Track, cache_key, find_tracks, window_starts  # noqa: E402
+from train.musicnn import PATCH_FRAMES, TEACHER_MELS, TEACHER_RATE, TeacherNet, musicnn_folder, teacher_mel, to_patch  # noqa: E402
 
-TEACHER_RATE, TEACHER_MELS, TEACHER_FFT, TEACHER_HOP, PATCH_FRAMES = 16000, 96, 512, 256, 187
 MODELS = ("MSD_musicnn", "MSD_vgg")
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def teacher_spectrogram(audio_22k: np.ndarray) -> np.ndarray:
-    """musicnn's input for one student window of audio: (PATCH_FRAMES, 96) log-compressed mel at 16 kHz, float32,
-    tiled to a full patch when shorter (the models' `repeat-pad`)."""
-    import librosa
+def to_teacher_rate(audio_22k: np.ndarray) -> np.ndarray:
+    """Student-rate audio (..., samples) resampled to the teacher's 16 kHz (soxr, as librosa.load does)."""
+    import soxr
 
-    audio = librosa.resample(audio_22k, orig_sr=SAMPLE_RATE, target_sr=TEACHER_RATE)
-    mel = librosa.feature.melspectrogram(y=audio, sr=TEACHER_RATE, hop_length=TEACHER_HOP, n_fft=TEACHER_FFT,
-                                         n_mels=TEACHER_MELS).T.astype(np.float32)
-    mel = np.log10(10000 * mel + 1)
-    if len(mel) < PATCH_FRAMES:
-        mel = np.tile(mel, (-(-PATCH_FRAMES // max(len(mel), 1)), 1))
-    return mel[:PATCH_FRAMES]
+    audio = np.asarray(audio_22k, np.float32)
+    if audio.ndim == 1:
+        return soxr.resample(audio, SAMPLE_RATE, TEACHER_RATE)
+    return np.stack([soxr.resample(a, SAMPLE_RATE, TEACHER_RATE) for a in audio])
+
+
+def teacher_spectrograms(audio_22k: np.ndarray) -> np.ndarray:
+    """musicnn's input for (n, samples) student windows of audio: (n, PATCH_FRAMES, 96) float32 patches."""
+    audio = torch.from_numpy(to_teacher_rate(np.atleast_2d(audio_22k)))
+    return to_patch(teacher_mel(audio)).numpy()
 
 
 class Teacher:
-    """Both MSD networks, restored and checked, computing embeddings for batches of teacher spectrograms."""
+    """Both MSD networks on the PyTorch port, on the GPU where there is one."""
 
     def __init__(self):
-        import musicnn
+        self.net = TeacherNet().to(DEVICE)
+
+    def embed(self, spectrograms: np.ndarray, batch: int = 64) -> np.ndarray:
+        """(N, PATCH_FRAMES, 96) -> (N, 456): both networks' embeddings side by side."""
+        with torch.no_grad():
+            parts = [self.net(torch.from_numpy(spectrograms[i : i + batch]).to(DEVICE)).cpu()
+                     for i in range(0, len(spectrograms), batch)]
+        return torch.cat(parts).numpy()
+
+
+class TensorflowTeacher:
+    """The TensorFlow original (musicnn's own graph and checkpoints), restored and checked: the port's reference."""
+
+    def __init__(self):
         import tensorflow as tf
         from musicnn import models
 
@@ -68,7 +86,7 @@ class Teacher:
                     outputs = models.define_model(x, training, name, 50)
                 embedding = outputs[-1]  # pool5 (vgg) or the penultimate layer (musicnn)
                 session = tf.compat.v1.Session(graph=graph)
-                folder = str(Path(musicnn.__file__).parent / name) + "/"
+                folder = f"{musicnn_folder() / name}/"
                 self._check_checkpoint(folder, graph)
                 tf.compat.v1.train.Saver().restore(session, folder)
             self.sessions.append((session, x, training, embedding))
@@ -81,7 +99,7 @@ class Teacher:
             raise RuntimeError(f"{folder}: checkpoint lacks {len(missing)} variables, e.g. {missing[:3]}")
 
     def embed(self, spectrograms: np.ndarray, batch: int = 64) -> np.ndarray:
-        """(N, PATCH_FRAMES, 96) -> (N, features): both networks' embeddings side by side."""
+        """(N, PATCH_FRAMES, 96) -> (N, 456): both networks' embeddings side by side."""
         parts = []
         for session, x, training, embedding in self.sessions:
             out = [session.run(embedding, {x: spectrograms[i : i + batch], training: False})
@@ -94,13 +112,13 @@ def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]
     """Embeddings at every window_starts() position of every track, keyed by resolved path, cached per track."""
     out = {}
     for k, track in enumerate(tracks):
-        cached = CACHE / f"teacher-{cache_key(track.path)}.npy"
+        cached = CACHE / f"teacher-{cache_key(track.path)}-port.npy"
         if cached.exists():
             out[str(track.path.resolve())] = np.load(cached)
             continue
         audio = pad_to_window(load_audio(track.path))
-        specs = np.stack([teacher_spectrogram(audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES])
-                          for s in window_starts(frame_count(len(audio)))])
+        specs = teacher_spectrograms(np.stack([audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES]
+                                               for s in window_starts(frame_count(len(audio)))]))
         embedding = teacher.embed(specs).astype(np.float32)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(cached, embedding)

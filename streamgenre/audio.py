@@ -101,6 +101,17 @@ def load_audio(path: str | Path) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
+def sanitize(audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """Audio the frontend can take whatever a file or device delivered: NaN and infinities become silence, and
+    samples are clipped to [-1, 1], what any real converter holds. Returns it and the count of samples replaced."""
+    audio = np.asarray(audio, np.float32)
+    bad = ~np.isfinite(audio)
+    replaced = int(bad.sum())
+    if replaced:
+        audio = np.where(bad, np.float32(0), audio)
+    return np.clip(audio, -1.0, 1.0), replaced
+
+
 def pad_to_window(audio: np.ndarray) -> np.ndarray:
     """Zero-pad audio shorter than one window to exactly one window; longer audio is returned as it is."""
     if len(audio) >= WINDOW_SAMPLES:

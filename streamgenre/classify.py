@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import MIN_SECONDS, SAMPLE_RATE, STEP_SECONDS, WINDOW_SECONDS, AudioError, load_audio, pad_to_window
+from .audio import (MIN_SECONDS, SAMPLE_RATE, STEP_SECONDS, WINDOW_SECONDS, AudioError, load_audio, pad_to_window,
+                    sanitize)
 from .backends import Engine
 from .frontend import Frontend
 from .model import named_probabilities
@@ -15,7 +16,7 @@ from .model import named_probabilities
 def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: tuple[str, ...],
                   timeline: bool = False) -> dict:
     """One file's result; raises AudioError for audio that is missing, undecodable or shorter than MIN_SECONDS."""
-    audio = load_audio(path)
+    audio, replaced = sanitize(load_audio(path))
     duration = len(audio) / SAMPLE_RATE
     if duration < MIN_SECONDS:
         raise AudioError(f"{path}: too short to classify ({duration:.2f} s; at least {MIN_SECONDS} s)")
@@ -28,6 +29,8 @@ def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: 
         "windows": len(probs),
         "duration": round(duration, 3),
     }
+    if replaced:
+        result["replaced_samples"] = replaced  # NaN or infinite samples, classified as silence
     if timeline:
         result["timeline"] = [
             {"start": round(i * STEP_SECONDS, 3), "end": round(i * STEP_SECONDS + WINDOW_SECONDS, 3),

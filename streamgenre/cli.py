@@ -58,8 +58,11 @@ def classify(
             typer.echo(f"streamgenre: error: {e}", err=True)
             failed += 1
             continue
+        if "replaced_samples" in result:
+            typer.echo(f"streamgenre: warning: {path}: {result['replaced_samples']} NaN or infinite samples, "
+                       "classified as silence", err=True)
         if as_json:
-            typer.echo(json.dumps(result))
+            typer.echo(json.dumps(result, allow_nan=False))
         else:
             conf = result["probabilities"][result["genre"]]
             typer.echo(f"{_fit(str(path), 40)} {result['genre']:10} {conf:5.2f} {result['windows']:7d} "
@@ -148,7 +151,9 @@ def serve(
     from .pipeline import Pipeline
     from .server import PROTOCOL_VERSION, Broadcaster, serve as serve_forever
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+
+    configure(log_level)
     settings = dict(SERVE_DEFAULTS, source=[])
     if config:
         settings |= _read_config(config)

@@ -119,6 +119,10 @@ class Frontend:
         self.description = description
         self._previous = xp.zeros((0, N_MELS, STEP_FRAMES), xp.float32)  # each stream's last step of frames
 
+    def prepare(self) -> None:
+        """Read the filterbank and build the constants now, before serving, rather than in the first tick."""
+        _constants(self.xp)
+
     def file_windows(self, audio: np.ndarray):
         """All windows of one signal at SAMPLE_RATE, shaped (n_windows, N_MELS, WINDOW_FRAMES)."""
         audio = self.xp.asarray(check_audio(audio, SAMPLE_RATE))

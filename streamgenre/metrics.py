@@ -6,7 +6,7 @@ batch-size histograms are observed by the pipeline as it runs.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -20,6 +20,9 @@ STREAM_COUNTERS = (
     ("streamgenre_input_overflows", "Sound-card input overflows reported by PortAudio", "overflows"),
     ("streamgenre_reconnects", "Reconnections of network streams", "reconnects"),
     ("streamgenre_audio_samples", "Samples received from the source", "samples_written"),
+    ("streamgenre_replaced_samples", "NaN or infinite samples from the source, replaced by silence",
+     "replaced_samples"),
+    ("streamgenre_invalid_windows", "Windows whose probabilities were not finite (not sent)", "invalid_windows"),
 )
 
 
@@ -30,6 +33,8 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("streamgenre_engine_batch_size", "Windows per engine call",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.tick_errors = Counter("streamgenre_pipeline_tick_errors", "Pipeline ticks that failed (windows lost)",
+                                   registry=self.registry)
 
     def watch(self, streams, broadcaster) -> None:
         """Report the streams' counters and the broadcaster's clients at every scrape."""

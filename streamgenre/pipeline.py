@@ -9,6 +9,7 @@ the broadcast.
 from __future__ import annotations
 
 import collections
+import logging
 import sys
 import threading
 import time
@@ -28,6 +29,9 @@ LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrive
 STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering audio
 TICK_SECONDS = 0.1  # longer ticks batch more windows per engine call, at ~50 ms more latency on average
 SWITCH_INTERVAL = 0.0005  # seconds
+HEALTHY_SECONDS = 10.0  # a pipeline without a good tick for this long is not working (healthz, watchdog)
+
+log = logging.getLogger("streamgenre.pipeline")
 
 
 class Average:
@@ -77,6 +81,7 @@ class Stream:
         self.samples_in = 0  # samples at 22050 Hz read from the source
         self._pending = np.zeros(0, np.float32)  # those from the start of the next step on
         self.late = 0
+        self.invalid = 0  # windows whose probabilities were not finite numbers (not sent)
         self.level_db = -120.0  # RMS of the audio last read, dBFS
         self.last = None  # the latest prediction message
 
@@ -128,7 +133,8 @@ class Stream:
         ring = self.source.ring
         return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,
                 "overflows": self.source.overflows, "reconnects": self.source.reconnects, "windows": self.seq,
-                "late_windows": self.late}
+                "late_windows": self.late, "replaced_samples": self.source.replaced_samples,
+                "invalid_windows": self.invalid}
 
 
 class Pipeline:
@@ -149,12 +155,24 @@ class Pipeline:
         self._reported_loss: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_tick = time.monotonic()
+        self.last_tick = time.monotonic()  # of the last tick that went through
+        self.error: str | None = None  # why the last tick failed; None once one goes through
+        frontend.prepare()  # its files are read now: a tick must not be the first to need a file descriptor
 
     @property
     def alive(self) -> bool:
-        """The polling thread runs and has ticked recently (what the systemd watchdog vouches for)."""
-        return bool(self._thread and self._thread.is_alive()) and time.monotonic() - self.last_tick < 10.0
+        """The polling thread runs and a tick went through recently (what the systemd watchdog vouches for)."""
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the pipeline is not classifying now, or None while it is."""
+        if not (self._thread and self._thread.is_alive()):
+            return "pipeline: not running"
+        if self.error:
+            return f"pipeline: {self.error}"
+        if time.monotonic() - self.last_tick > HEALTHY_SECONDS:
+            return f"pipeline: no tick in the last {HEALTHY_SECONDS:.0f} s"
+        return None
 
     def start(self) -> None:
         # Many source threads run Python briefly and often; with the default 5-ms GIL switch interval the pipeline
@@ -174,8 +192,15 @@ class Pipeline:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            started = self.last_tick = time.monotonic()
-            self.step()
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception as e:  # one tick's failure must never end the pipeline: report it, count it, go on
+                self.error = f"{type(e).__name__}: {e}".splitlines()[0]
+                self.metrics.tick_errors.inc()
+                log.error("a tick failed (its windows are lost): %s", self.error)
+            else:
+                self.error, self.last_tick = None, time.monotonic()
             self._stop.wait(max(0.0, self.tick - (time.monotonic() - started)))
 
     def step(self) -> int:
@@ -201,6 +226,10 @@ class Pipeline:
         return len(steps)
 
     def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float) -> None:
+        if not np.isfinite(probs).all():  # a broken model: never a non-finite number to clients or the average
+            stream.invalid += 1
+            log.error("%s: the model gave non-finite probabilities; window not sent", stream.name)
+            return
         average = stream.average.update(probs)
         top = int(np.argmax(average))
         stream.seq += 1

@@ -61,7 +61,8 @@ class Broadcaster:
     def publish(self, message: dict) -> None:
         """Thread-safe: hand a message to the event loop, which queues it for each client."""
         if self.loop:
-            self.loop.call_soon_threadsafe(self._deliver, message.get("stream"), json.dumps(message))
+            text = json.dumps(message, allow_nan=False)  # what JSON.parse takes: no NaN, no Infinity
+            self.loop.call_soon_threadsafe(self._deliver, message.get("stream"), text)
 
     def _deliver(self, stream: str | None, text: str) -> None:
         for client in self.clients:
@@ -131,7 +132,8 @@ def http_routes(pipeline, broadcaster: Broadcaster):
         if path == "/metrics":
             return respond(connection, HTTPStatus.OK, pipeline.metrics.text().decode(), CONTENT_TYPE_LATEST)
         if path == "/healthz":
-            problems = [f"{s.name}: {problem}" for s in pipeline.streams if (problem := s.problem())]
+            problems = [problem] if (problem := pipeline.problem()) else []
+            problems += [f"{s.name}: {problem}" for s in pipeline.streams if (problem := s.problem())]
             if problems:
                 return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, "; ".join(problems) + "\n", "text/plain")
             return respond(connection, HTTPStatus.OK, "ok\n", "text/plain")

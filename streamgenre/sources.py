@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .audio import SAMPLE_RATE, AudioError, decode_chunks, open_container
+from .audio import SAMPLE_RATE, AudioError, decode_chunks, open_container, sanitize
 from .ring import RingBuffer
 
 RING_SECONDS = 10.0  # audio a source may hold before the oldest is overwritten
@@ -37,6 +37,7 @@ class Source:
         self.finished = False  # no more audio will come (end of file, fatal error)
         self.overflows = 0  # sound-card overflows reported by PortAudio
         self.reconnects = 0
+        self.replaced_samples = 0  # NaN or infinite samples, written as silence
         self._stop = threading.Event()
 
     def report(self, event: str, message: str) -> None:
@@ -45,6 +46,15 @@ class Source:
     def fail(self, message: str) -> None:
         self.error = message
         self.report("error", message)
+
+    def write(self, audio) -> None:
+        """Into the ring, sanitized: a non-finite sample becomes silence, and the first such chunk is reported."""
+        audio, replaced = sanitize(audio)
+        if replaced:
+            if not self.replaced_samples:
+                self.report("replaced", f"{self.name}: NaN or infinite samples in the audio, replaced by silence")
+            self.replaced_samples += replaced
+        self.ring.write(audio)
 
     def start(self) -> None:
         threading.Thread(target=self._run_safely, name=f"source-{self.name}", daemon=True).start()
@@ -80,7 +90,7 @@ class Source:
             else:
                 while self.ring.free < len(chunk) and not self._stop.is_set():
                     self._stop.wait(0.01)
-            self.ring.write(chunk)
+            self.write(chunk)
             sent += len(chunk)
 
 
@@ -200,7 +210,7 @@ class DeviceSource(Source):
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.overflows += 1
-        self.ring.write(indata)
+        self.write(indata)
 
     def start(self) -> None:
         self._stream.start()

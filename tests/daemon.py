@@ -42,24 +42,26 @@ def running_daemon(*args: str, env: dict | None = None):
             proc.kill()
 
 
-async def gather(port: int, until, timeout: float, send: list | None = None) -> list[tuple[float, dict]]:
-    """Connect, send `send`, and gather (arrival time, message) until until(messages) or the timeout."""
-    got = []
+async def gather(port: int, until, timeout: float, send: list | None = None, raw: bool = False) -> list[tuple]:
+    """Connect, send `send`, and gather (arrival time, message) until until(messages) or the timeout; with `raw`,
+    the messages as the text that was sent."""
+    got, texts = [], []
     async with connect(f"ws://127.0.0.1:{port}") as ws:
         for message in send or []:
             await ws.send(message if isinstance(message, str) else json.dumps(message))
         deadline = time.monotonic() + timeout
         while not until([m for _, m in got]) and time.monotonic() < deadline:
             try:
-                raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+                text = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
             except asyncio.TimeoutError:
                 break
-            got.append((time.monotonic(), json.loads(raw)))
-    return got
+            got.append((time.monotonic(), json.loads(text)))
+            texts.append((got[-1][0], text))
+    return texts if raw else got
 
 
-def collect(port: int, until, timeout: float, send: list | None = None) -> list[tuple[float, dict]]:
-    return asyncio.run(gather(port, until, timeout, send))
+def collect(port: int, until, timeout: float, send: list | None = None, raw: bool = False) -> list[tuple]:
+    return asyncio.run(gather(port, until, timeout, send, raw))
 
 
 def predictions(messages, stream: str | None = None) -> list[dict]:

@@ -33,6 +33,7 @@ from streamgenre.audio import N_MELS, SAMPLE_RATE, HOP_LENGTH, WINDOW_FRAMES
 from train.data import GTZAN_GENRES, Track, artist_folds, find_tracks, group_folds, load_features, window_starts
 from train.evaluate import Scores, score, score_probabilities
 from train.net import PaperCNN
+from train.views import cached_views
 
 SHORT_FRAMES = (int(2.0 * SAMPLE_RATE / HOP_LENGTH), WINDOW_FRAMES)  # 2-3 s clips, like the excerpts
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # training runs on the GPU where there is one
@@ -58,6 +59,7 @@ class Recipe:
     distil: float = 0.0  # weight of the teacher's soft targets in the loss; 0: hard labels only
     temperature: float = 2.0
     head_gtzan_only: bool = False  # fit the teacher's head on GTZAN recordings only; it labels the rest
+    views: int = 0  # augmented views of the training audio, each labelled by the teacher (train/views.py)
 
 
 RECIPES = {
@@ -73,6 +75,9 @@ RECIPES = {
 }
 ARTIST_DISJOINT = "artist-disjoint: the three fault-filtered GTZAN lists as folds"
 BY_RECORDING = "by recording: the folds share artists, so the figures flatter the model"
+RECIPES["views"] = Recipe("views", max_epochs=12, min_epochs=12, lr=0.03, dropout=0.3, balance=True, short_crops=0.5,
+                          masks=True, cosine=True, ema=0.98, distil=0.7, temperature=1.0, head_gtzan_only=True,
+                          views=6000)
 HEAD_C = (1e-3, 1e-2, 1e-1)  # the teacher head's regularisation, chosen by grouped cross-validation
 
 
@@ -222,6 +227,14 @@ def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str],
     return head
 
 
+def with_views(views, train: list[Track], head, recipe: Recipe) -> list[Track]:
+    """The views (train/views.py) made only of these training tracks' recordings, labelled by the teacher's head."""
+    if views is None:
+        return []
+    return views.training_views({t.recording for t in train},
+                                lambda e: soften(head.predict_proba(e), recipe.temperature))
+
+
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """The head's probabilities at a temperature: softmax(log p / T)."""
     return torch.softmax(torch.from_numpy(np.log(probabilities + 1e-12)) / temperature, 1).numpy()
@@ -247,7 +260,7 @@ def fold_sides(tracks: list[Track], folds: list[set[str]], seed: int):
         yield train, valid, held
 
 
-def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=None, log=print) -> dict:
+def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=None, views=None, log=print) -> dict:
     """Cross-validation over the given folds of recordings; non-GTZAN audio only trains. When distilling, the teacher
     is fitted on each fold's training side too and scored beside the student."""
     results, teachers = [], []
@@ -257,6 +270,7 @@ def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=
             head = attach_soft_targets(train + valid, teacher, genres, recipe, seed + k)
             teachers.append(teacher_scores(head, held, teacher, genres))
             log(f"fold {k + 1} teacher: {teachers[-1].summary()}")
+            train = train + with_views(views, train, head, recipe)
         net = fit(train, valid, genres, recipe, seed + k, log)
         results.append(score(net, held, genres))
         log(f"fold {k + 1}: {results[-1].summary()}")
@@ -289,6 +303,7 @@ def main() -> None:
         parser.error("the distil recipe needs --teacher (write it with python -m train.teacher)")
     teacher = load_teacher(args.teacher) if recipe.distil else None
     tracks = load_features([t for root in args.data for t in find_tracks(root)])
+    views = cached_views(tracks, recipe.views, args.seed) if recipe.views else None
     found = {t.genre for t in tracks}
     genres = [g for g in GTZAN_GENRES if g in found] + sorted(found - set(GTZAN_GENRES))
     print(f"{len(tracks)} tracks, {len({t.recording for t in tracks})} recordings, genres: {' '.join(genres)}")
@@ -302,15 +317,16 @@ def main() -> None:
             folds, protocol = artist_folds(args.split), ARTIST_DISJOINT
         else:
             folds, protocol = group_folds(tracks, args.folds, args.seed), BY_RECORDING
-        report["cv"] = cross_validate(tracks, genres, recipe, folds, args.seed, teacher) | {"protocol": protocol}
+        report["cv"] = cross_validate(tracks, genres, recipe, folds, args.seed, teacher, views) | {"protocol": protocol}
         print(f"cross-validated ({protocol}): {report['cv']['summary']}")
     report_file.write_text(json.dumps(report, indent=1))
     if args.final:
         from train.export import export
 
-        if teacher is not None:
-            attach_soft_targets(tracks, teacher, genres, recipe, args.seed)
         train, valid = inner_split(tracks, args.seed)
+        if teacher is not None:
+            head = attach_soft_targets(tracks, teacher, genres, recipe, args.seed)
+            train = train + with_views(views, train, head, recipe)
         net = fit(train, valid, genres, recipe, args.seed)
         torch.save(net.state_dict(), args.report / f"{recipe.name}.pt")  # for the figures
         export(net, genres, args.out, report)

@@ -7,7 +7,7 @@ share one conversion path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -78,26 +78,57 @@ def open_container(source, timeout: float | None = None, name: str | None = None
     return container
 
 
-def decode_chunks(container: av.container.InputContainer, name: str) -> Iterator[np.ndarray]:
-    """Yield the container's first audio stream as mono float32 chunks at SAMPLE_RATE, as it is decoded."""
+def decode_chunks(container: av.container.InputContainer, name: str,
+                  on_skip: Callable[[str], None] = lambda reason: None) -> Iterator[np.ndarray]:
+    """Yield the container's first audio stream as mono float32 chunks at SAMPLE_RATE, as it is decoded.
+
+    A packet that does not decode (garbled bytes, a truncated end) is skipped and `on_skip` hears why; the rest
+    plays on. A change of sample rate or channel layout mid-stream (a radio switching formats, two files back to
+    back) gets a new resampler, after the old one is flushed.
+    """
     stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    resampler, layout = None, None
     try:
-        for frame in container.decode(stream):
-            frame.pts = None  # resample by sample count; streams with broken timestamps must not skew it
-            for out in resampler.resample(frame):
-                yield out.to_ndarray().reshape(-1)
-        for out in resampler.resample(None):
-            yield out.to_ndarray().reshape(-1)
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as e:
+                on_skip(_reason(e))
+                continue
+            for frame in frames:
+                if (frame.sample_rate, frame.layout.name, frame.format.name) != layout:
+                    if resampler:
+                        yield from _samples(resampler.resample(None))
+                    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                    layout = (frame.sample_rate, frame.layout.name, frame.format.name)
+                frame.pts = None  # resample by sample count; streams with broken timestamps must not skew it
+                yield from _samples(resampler.resample(frame))
+        if resampler:
+            yield from _samples(resampler.resample(None))
     except av.FFmpegError as e:
         raise AudioError(f"{name}: cannot decode: {_reason(e)}") from None
 
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """Decode a whole file to mono float32 at SAMPLE_RATE."""
+def _samples(frames) -> Iterator[np.ndarray]:
+    for frame in frames:
+        yield frame.to_ndarray().reshape(-1)
+
+
+def check_file(path: str | Path) -> None:
+    """A path that FFmpeg may open: a regular file (a FIFO would block forever, a directory is not audio)."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file (a directory, FIFO or device)")
+
+
+def load_audio(path: str | Path, on_skip: Callable[[str], None] = lambda reason: None) -> np.ndarray:
+    """Decode a whole file to mono float32 at SAMPLE_RATE (undecodable packets skipped, see decode_chunks)."""
+    check_file(path)
     container = open_container(str(path))
     with container:
-        chunks = list(decode_chunks(container, str(path)))
+        chunks = list(decode_chunks(container, str(path), on_skip))
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 

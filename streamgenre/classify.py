@@ -16,7 +16,8 @@ from .model import named_probabilities
 def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: tuple[str, ...],
                   timeline: bool = False) -> dict:
     """One file's result; raises AudioError for audio that is missing, undecodable or shorter than MIN_SECONDS."""
-    audio, replaced = sanitize(load_audio(path))
+    skipped = []
+    audio, replaced = sanitize(load_audio(path, skipped.append))
     duration = len(audio) / SAMPLE_RATE
     if duration < MIN_SECONDS:
         raise AudioError(f"{path}: too short to classify ({duration:.2f} s; at least {MIN_SECONDS} s)")
@@ -31,6 +32,8 @@ def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: 
     }
     if replaced:
         result["replaced_samples"] = replaced  # NaN or infinite samples, classified as silence
+    if skipped:
+        result["skipped_packets"] = len(skipped)  # undecodable parts, left out
     if timeline:
         result["timeline"] = [
             {"start": round(i * STEP_SECONDS, 3), "end": round(i * STEP_SECONDS + WINDOW_SECONDS, 3),

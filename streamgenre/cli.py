@@ -58,9 +58,17 @@ def classify(
             typer.echo(f"streamgenre: error: {e}", err=True)
             failed += 1
             continue
+        except Exception as e:  # whatever a hostile file causes: one line, and the other files go on
+            typer.echo(f"streamgenre: error: {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                       err=True)
+            failed += 1
+            continue
         if "replaced_samples" in result:
             typer.echo(f"streamgenre: warning: {path}: {result['replaced_samples']} NaN or infinite samples, "
                        "classified as silence", err=True)
+        if "skipped_packets" in result:
+            typer.echo(f"streamgenre: warning: {path}: {result['skipped_packets']} undecodable packets skipped",
+                       err=True)
         if as_json:
             typer.echo(json.dumps(result, allow_nan=False))
         else:

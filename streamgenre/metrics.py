@@ -22,6 +22,7 @@ STREAM_COUNTERS = (
     ("streamgenre_audio_samples", "Samples received from the source", "samples_written"),
     ("streamgenre_replaced_samples", "NaN or infinite samples from the source, replaced by silence",
      "replaced_samples"),
+    ("streamgenre_skipped_packets", "Compressed audio packets that did not decode, skipped", "skipped_packets"),
     ("streamgenre_invalid_windows", "Windows whose probabilities were not finite (not sent)", "invalid_windows"),
 )
 

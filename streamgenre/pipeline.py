@@ -134,6 +134,7 @@ class Stream:
         return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,
                 "overflows": self.source.overflows, "reconnects": self.source.reconnects, "windows": self.seq,
                 "late_windows": self.late, "replaced_samples": self.source.replaced_samples,
+                "skipped_packets": self.source.skipped_packets,
                 "invalid_windows": self.invalid}
 
 

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .audio import SAMPLE_RATE, AudioError, decode_chunks, open_container, sanitize
+from .audio import SAMPLE_RATE, AudioError, check_file, decode_chunks, open_container, sanitize
 from .ring import RingBuffer
 
 RING_SECONDS = 10.0  # audio a source may hold before the oldest is overwritten
@@ -38,6 +38,7 @@ class Source:
         self.overflows = 0  # sound-card overflows reported by PortAudio
         self.reconnects = 0
         self.replaced_samples = 0  # NaN or infinite samples, written as silence
+        self.skipped_packets = 0  # compressed packets that did not decode, skipped
         self._stop = threading.Event()
 
     def report(self, event: str, message: str) -> None:
@@ -55,6 +56,12 @@ class Source:
                 self.report("replaced", f"{self.name}: NaN or infinite samples in the audio, replaced by silence")
             self.replaced_samples += replaced
         self.ring.write(audio)
+
+    def skip(self, reason: str) -> None:
+        """A packet that did not decode: counted, the first one reported; the audio around it plays on."""
+        if not self.skipped_packets:
+            self.report("skipped", f"{self.name}: undecodable audio skipped ({reason})")
+        self.skipped_packets += 1
 
     def start(self) -> None:
         threading.Thread(target=self._run_safely, name=f"source-{self.name}", daemon=True).start()
@@ -103,12 +110,11 @@ class FileSource(Source):
         super().__init__(name)
         self.path = str(path)
         self.realtime = realtime
-        if not Path(path).is_file():
-            raise AudioError(f"{path}: no such file")
+        check_file(path)
 
     def run(self) -> None:
         with open_container(self.path) as container:
-            self.write_paced(decode_chunks(container, self.path), self.realtime)
+            self.write_paced(decode_chunks(container, self.path, self.skip), self.realtime)
         if not self._stop.is_set():
             self.report("ended", f"{self.path}: end of file")
 
@@ -145,12 +151,14 @@ class UrlSource(Source):
                 reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
                 with open_container(reader, CONNECT_TIMEOUT, self.url) as container:
                     self.error = None
-                    self.write_paced(decode_chunks(container, self.url), realtime=True)
+                    self.write_paced(decode_chunks(container, self.url, self.skip), realtime=True)
             self.fail(f"{self.url}: the stream ended")
         except AudioError as e:
             self.fail(str(e))
         except OSError as e:  # refused, unreachable, timed out, HTTP errors
             self.fail(f"{self.url}: {getattr(e, 'reason', None) or e}")
+        except Exception as e:  # whatever else a hostile stream causes: a reconnect, never the source's end
+            self.fail(f"{self.url}: {type(e).__name__}: {e}")
         return self.ring.written > before
 
     def _set_title(self, title: str) -> None:

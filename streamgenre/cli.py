@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import typer
 
+from .access import MAX_CLIENTS, Access
 from .audio import AudioError
 from .model import ModelError, load_model
 
@@ -149,6 +150,11 @@ def serve(
     engine_kind: Optional[str] = typer.Option(None, "--engine", help="auto, tensorrt or onnx [auto]"),
     frontend_kind: Optional[str] = typer.Option(None, "--frontend", help="auto, gpu or cpu [auto]"),
     fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="TensorRT precision [fp32]"),
+    max_clients: Optional[int] = typer.Option(None, "--max-clients", help=f"WebSocket clients at most [{MAX_CLIENTS}]"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="STREAMGENRE_TOKEN",
+                                        help="clients and HTTP requests must present it (needed beyond loopback)"),
+    allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin",
+                                                     help="a web origin whose pages may open the WebSocket"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
@@ -166,14 +172,19 @@ def serve(
     if config:
         settings |= _read_config(config)
     overrides = {"host": host, "port": port, "average": average, "engine": engine_kind, "frontend": frontend_kind,
-                 "fp16": fp16}
+                 "fp16": fp16, "max_clients": max_clients, "token": token, "allow_origins": allow_origin}
     settings |= {k: v for k, v in overrides.items() if v is not None}
+    access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
+    if problem := access.check_settings():
+        fail(problem)
     specs = list(sources or []) + settings["source"]
     if not specs:
         fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
     log = logging.getLogger("streamgenre")
     loaded, frontend, engine = _runtime(model, settings["engine"], settings["frontend"], settings["fp16"], log.info)
     streams = _build(specs, settings["average"], realtime=not fast, strict=False)
+    if lowered := access.fit_descriptors(len(streams)):
+        log.warning("%s", lowered)
     log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
     broadcaster = Broadcaster(lambda: {
         "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
@@ -190,7 +201,7 @@ def serve(
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve_forever(pipeline, broadcaster, settings["host"], int(settings["port"]), stop)
+        await serve_forever(pipeline, broadcaster, access, int(settings["port"]), stop)
 
     try:
         asyncio.run(main())
@@ -226,7 +237,7 @@ def engine_build(
 
 
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "engine": "auto", "frontend": "auto",
-                  "fp16": False}
+                  "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": []}
 
 
 def _read_config(path: Path) -> dict:

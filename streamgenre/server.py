@@ -25,6 +25,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websocket_serve
 from websockets.exceptions import ConnectionClosed
 
+from .access import Access
+
 PROTOCOL_VERSION = 1
 CLIENT_QUEUE = 256
 
@@ -108,8 +110,9 @@ class Broadcaster:
             pass
 
 
-def http_routes(pipeline, broadcaster: Broadcaster):
-    """`process_request` for the WebSocket server: answer plain HTTP GETs, let WebSocket upgrades through."""
+def http_routes(pipeline, broadcaster: Broadcaster, access: Access):
+    """`process_request` for the WebSocket server: refuse what `access` refuses, answer plain HTTP GETs, let
+    WebSocket upgrades through."""
     overlay = files("streamgenre.assets").joinpath("overlay.html").read_text()
     pipeline.metrics.watch(pipeline.streams, broadcaster)
 
@@ -121,6 +124,11 @@ def http_routes(pipeline, broadcaster: Broadcaster):
         return response
 
     def process_request(connection, request):
+        refused = access.refusal(request, len(broadcaster.clients))
+        if refused:
+            status, reason = refused
+            log.warning("refused a request from %s: %s", connection.remote_address[0], reason)
+            return respond(connection, status, reason + "\n", "text/plain")
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         path = request.path.split("?", 1)[0]
@@ -153,14 +161,14 @@ def sd_notify(state: str) -> None:
         sock.sendto(state.encode(), address)
 
 
-async def serve(pipeline, broadcaster: Broadcaster, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve(pipeline, broadcaster: Broadcaster, access: Access, port: int, stop: asyncio.Event) -> None:
     """Run the WebSocket server and the pipeline until `stop` is set; ping systemd's watchdog meanwhile."""
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
-    async with websocket_serve(broadcaster.handler, host, port, max_size=2**16, ping_interval=20,
-                               process_request=http_routes(pipeline, broadcaster)):
+    async with websocket_serve(broadcaster.handler, access.listen, port, max_size=2**16, ping_interval=20,
+                               process_request=http_routes(pipeline, broadcaster, access)):
         pipeline.start()
-        log.info("serving ws://%s:%d", host, port)
+        log.info("serving ws://%s:%d (at most %d clients)", access.listen, port, access.max_clients)
         sd_notify("READY=1")
         while not stop.is_set():
             try:

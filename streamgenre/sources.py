@@ -14,6 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .access import redact
 from .audio import SAMPLE_RATE, AudioError, check_file, decode_chunks, open_container, sanitize
 from .ring import RingBuffer
 
@@ -130,6 +131,7 @@ class UrlSource(Source):
     def __init__(self, name: str, url: str):
         super().__init__(name)
         self.url = url
+        self.shown = redact(url)  # what messages and the log say: no password, no query values
 
     def run(self) -> None:
         backoff = 1.0
@@ -137,10 +139,11 @@ class UrlSource(Source):
             delivered = self._listen_once()
             if self._stop.is_set():
                 return
-            backoff = 1.0 if delivered else min(backoff * 2, MAX_BACKOFF)
+            backoff = 1.0 if delivered else backoff
             self.reconnects += 1
-            self.report("reconnecting", f"{self.url}: reconnecting in {backoff:.0f} s")
+            self.report("reconnecting", f"{self.shown}: reconnecting in {backoff:.0f} s")
             self._stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)  # 1 s, then doubling while it does not deliver
 
     def _listen_once(self) -> bool:
         """One connection; True if it delivered audio before it ended."""
@@ -149,16 +152,16 @@ class UrlSource(Source):
             request = urllib.request.Request(self.url, headers={"Icy-MetaData": "1", "User-Agent": "streamgenre"})
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
                 reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
-                with open_container(reader, CONNECT_TIMEOUT, self.url) as container:
+                with open_container(reader, CONNECT_TIMEOUT, self.shown) as container:
                     self.error = None
-                    self.write_paced(decode_chunks(container, self.url, self.skip), realtime=True)
-            self.fail(f"{self.url}: the stream ended")
+                    self.write_paced(decode_chunks(container, self.shown, self.skip), realtime=True)
+            self.fail(f"{self.shown}: the stream ended")
         except AudioError as e:
-            self.fail(str(e))
+            self.fail(str(e).replace(self.url, self.shown))
         except OSError as e:  # refused, unreachable, timed out, HTTP errors
-            self.fail(f"{self.url}: {getattr(e, 'reason', None) or e}")
+            self.fail(f"{self.shown}: {getattr(e, 'reason', None) or e}")
         except Exception as e:  # whatever else a hostile stream causes: a reconnect, never the source's end
-            self.fail(f"{self.url}: {type(e).__name__}: {e}")
+            self.fail(f"{self.shown}: {type(e).__name__}: {e}")
         return self.ring.written > before
 
     def _set_title(self, title: str) -> None:

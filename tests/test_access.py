@@ -1,0 +1,112 @@
+"""Who may read the daemon: foreign web pages and rebound host names are refused, a token where one is set, a cap on
+clients; secrets in source URLs are never shown. Real daemon, real clients, on 127.0.0.1."""
+
+import asyncio
+import http.client
+import subprocess
+import sys
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from daemon import running_daemon
+from streamgenre.access import redact
+
+
+def get(port: int, path: str, headers: dict | None = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read().decode()
+
+
+async def ws_status(port: int, path: str = "/", **kwargs) -> int:
+    """101 where the WebSocket opens (and says hello), else the HTTP status it was refused with."""
+    try:
+        async with connect(f"ws://127.0.0.1:{port}{path}", **kwargs) as ws:
+            await asyncio.wait_for(ws.recv(), 5)
+            return 101
+    except InvalidStatus as e:
+        return e.response.status_code
+
+
+def test_redact_takes_out_passwords_and_query_values():
+    assert redact("http://dj:hunter2@radio.example:8000/live.mp3?token=abc&x=1") == \
+        "http://dj:***@radio.example:8000/live.mp3?token=***&x=***"
+    assert redact("https://radio.example/live.mp3") == "https://radio.example/live.mp3"
+
+
+def test_foreign_origins_and_rebound_host_names_are_refused(music_file):
+    with running_daemon(f"song={music_file}", "--allow-origin", "https://studio.example") as (port, _):
+        async def origins():
+            return [await ws_status(port),  # a program, not a browser: no Origin
+                    await ws_status(port, origin=f"http://127.0.0.1:{port}"),  # the overlay page, served here
+                    await ws_status(port, origin="https://studio.example"),  # allowed
+                    await ws_status(port, origin="https://evil.example")]
+        assert asyncio.run(origins()) == [101, 101, 101, 403]
+        assert get(port, "/api/now")[0] == 200
+        assert get(port, "/api/now", {"Host": f"localhost:{port}"})[0] == 200
+        status, body = get(port, "/api/now", {"Host": f"evil.example:{port}"})  # DNS rebinding
+        assert status == 403 and "evil.example" in body and "song" not in body
+        assert get(port, "/healthz", {"Host": "evil.example"})[0] == 403
+
+
+def test_a_token_guards_websocket_and_http(music_file):
+    with running_daemon(f"song={music_file}", "--token", "s3cret") as (port, _):
+        assert get(port, "/api/now")[0] == 401
+        assert get(port, "/api/now", {"Authorization": "Bearer wrong"})[0] == 401
+        assert get(port, "/api/now", {"Authorization": "Bearer s3cret"})[0] == 200
+        assert get(port, "/metrics?token=s3cret")[0] == 200
+        async def tries():
+            return [await ws_status(port), await ws_status(port, "/?token=s3cret"),
+                    await ws_status(port, additional_headers={"Authorization": "Bearer s3cret"})]
+        assert asyncio.run(tries()) == [401, 101, 101]
+
+
+def test_listening_beyond_loopback_needs_a_token(music_file):
+    run = subprocess.run([sys.executable, "-m", "streamgenre", "serve", str(music_file), "--host", "0.0.0.0"],
+                         capture_output=True, text=True, timeout=30)  # refused before it binds anything
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("streamgenre: error: listening on 0.0.0.0 (beyond loopback) needs a token: "
+                                  '--token or token = "..."')
+
+
+def test_clients_are_capped_and_http_still_answers(music_file):
+    with running_daemon(f"song={music_file}", "--max-clients", "3") as (port, _):
+        async def crowd():
+            held = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
+            refused = await ws_status(port)
+            health = await asyncio.to_thread(get, port, "/healthz")
+            await held.pop().close()
+            await asyncio.sleep(0.2)
+            admitted = await ws_status(port)
+            for ws in held:
+                await ws.close()
+            return refused, health[0], admitted
+        assert asyncio.run(crowd()) == (503, 200, 101)
+
+
+@pytest.mark.parametrize("spec", ["http://dj:hunter2@127.0.0.1:9/live.mp3?token=abc123"])
+def test_secrets_in_source_urls_are_never_shown(spec, music_file):
+    with running_daemon(f"radio={spec}", f"song={music_file}") as (port, proc):
+        async def listen():
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                texts = [await asyncio.wait_for(ws.recv(), 10) for _ in range(3)]
+            return texts
+        texts = asyncio.run(listen())
+        texts.append(get(port, "/healthz")[1])
+        texts.append(get(port, "/api/now")[1])
+    log = proc.stdout.read()
+    shown = "\n".join(texts) + log
+    assert "127.0.0.1:9" in shown and "***" in shown  # the source is reported...
+    assert "hunter2" not in shown and "abc123" not in shown  # ...without its secrets
+
+
+def test_descriptors_are_kept_for_sources_under_a_low_limit():
+    """Under a hard limit of 100 descriptors, 256 clients do not fit beside 3 sources: the cap is lowered."""
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100));"
+            "from streamgenre.access import Access; a = Access('127.0.0.1'); print(a.fit_descriptors(3)); "
+            "print(a.max_clients); b = Access('127.0.0.1', max_clients=10); print(b.fit_descriptors(3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout.splitlines()
+    assert out == ["max clients lowered to 12: 100 file descriptors, 88 kept for sources", "12", "None"]

@@ -124,6 +124,10 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access):
         return response
 
     def process_request(connection, request):
+        if request.method != "GET":
+            response = respond(connection, HTTPStatus.METHOD_NOT_ALLOWED, "only GET\n", "text/plain")
+            response.headers["Allow"] = "GET"
+            return response
         refused = access.refusal(request, len(broadcaster.clients))
         if refused:
             status, reason = refused

@@ -110,3 +110,13 @@ def test_descriptors_are_kept_for_sources_under_a_low_limit():
             "print(a.max_clients); b = Access('127.0.0.1', max_clients=10); print(b.fit_descriptors(3))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout.splitlines()
     assert out == ["max clients lowered to 12: 100 file descriptors, 88 kept for sources", "12", "None"]
+
+
+def test_methods_other_than_get_are_refused(music_file):
+    with running_daemon(f"song={music_file}") as (port, _):
+        for method in ("POST", "DELETE", "PUT"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(method, "/api/now", body=b"x")
+            response = conn.getresponse()
+            assert (response.status, response.getheader("Allow")) == (405, "GET")
+        assert get(port, "/api/now")[0] == 200

@@ -12,6 +12,7 @@ import typer
 from .access import MAX_CLIENTS, Access
 from .audio import AudioError
 from .model import ModelError, load_model
+from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -182,7 +183,7 @@ def serve(
         fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
     log = logging.getLogger("streamgenre")
     loaded, frontend, engine = _runtime(model, settings["engine"], settings["frontend"], settings["fp16"], log.info)
-    streams = _build(specs, settings["average"], realtime=not fast, strict=False)
+    streams = _build(specs, settings["average"], not fast, False, settings["silence_db"], settings["dead_air_seconds"])
     if lowered := access.fit_descriptors(len(streams)):
         log.warning("%s", lowered)
     log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
@@ -237,7 +238,8 @@ def engine_build(
 
 
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "engine": "auto", "frontend": "auto",
-                  "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": []}
+                  "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
+                  "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS}
 
 
 def _read_config(path: Path) -> dict:
@@ -274,7 +276,8 @@ def _runtime(model: Optional[Path], engine_kind: str, frontend_kind: str, fp16: 
         fail(str(e))
 
 
-def _build(specs: list[str], average: str, realtime: bool, strict: bool) -> list:
+def _build(specs: list[str], average: str, realtime: bool, strict: bool, silence_db: float = SILENCE_DB,
+           dead_air_seconds: float = DEAD_AIR_SECONDS) -> list:
     """One stream per source; with `strict` a source that cannot open is an error, else it is kept as a broken
     stream that reports its error."""
     import logging
@@ -296,7 +299,7 @@ def _build(specs: list[str], average: str, realtime: bool, strict: bool) -> list
             source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
         if source.name in {s.name for s in streams}:
             fail(f"two sources are named {source.name!r}: name them with NAME=SOURCE")
-        streams.append(Stream(source, average))
+        streams.append(Stream(source, average, float(silence_db), float(dead_air_seconds)))
     broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
     if len(broken) == len(streams):
         fail("; ".join(broken))

@@ -30,6 +30,8 @@ STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering au
 TICK_SECONDS = 0.1  # longer ticks batch more windows per engine call, at ~50 ms more latency on average
 SWITCH_INTERVAL = 0.0005  # seconds
 HEALTHY_SECONDS = 10.0  # a pipeline without a good tick for this long is not working (healthz, watchdog)
+SILENCE_DB = -50.0  # a window whose audio (DC removed) stays below this level is dead air, not music
+DEAD_AIR_SECONDS = 10.0  # dead air for this long is a problem (healthz)
 
 log = logging.getLogger("streamgenre.pipeline")
 
@@ -51,27 +53,34 @@ class Average:
         except ValueError:
             raise ValueError(f"--average {spec!r}: use last:N (N >= 1), ema:SECONDS or all") from None
         self.spec = spec
-        self._value: np.ndarray | None = None
+        self.value: np.ndarray | None = None
         self._count = 0
 
     def update(self, probs: np.ndarray) -> np.ndarray:
         self._count += 1
         if self._recent is not None:
             self._recent.append(probs)
-            self._value = np.mean(self._recent, axis=0)
-        elif self._value is None:
-            self._value = probs.copy()
+            self.value = np.mean(self._recent, axis=0)
+        elif self.value is None:
+            self.value = probs.copy()
         elif self._keep is None:
-            self._value += (probs - self._value) / self._count
+            self.value += (probs - self.value) / self._count
         else:
-            self._value = self._keep * self._value + (1 - self._keep) * probs
-        return self._value
+            self.value = self._keep * self.value + (1 - self._keep) * probs
+        return self.value
+
+
+def ac_level_db(audio: np.ndarray) -> float:
+    """RMS level in dBFS with the DC offset removed: a constant signal is as silent as zeros."""
+    x = audio.astype(np.float64)
+    return float(10 * np.log10(np.mean((x - x.mean()) ** 2) + 1e-12))
 
 
 class Stream:
     """One named source with its resampler, running average and counters, cutting its audio into steps of frames."""
 
-    def __init__(self, source: Source, average: str):
+    def __init__(self, source: Source, average: str, silence_db: float = SILENCE_DB,
+                 dead_air_seconds: float = DEAD_AIR_SECONDS):
         self.source = source
         self.name = source.name
         self.resample = Resampler(source.rate) if source.rate != SAMPLE_RATE else None
@@ -84,6 +93,9 @@ class Stream:
         self.invalid = 0  # windows whose probabilities were not finite numbers (not sent)
         self.level_db = -120.0  # RMS of the audio last read, dBFS
         self.last = None  # the latest prediction message
+        self.silence_db, self.dead_air_seconds = silence_db, dead_air_seconds
+        self._step_level = -120.0  # of the previous step: a window is two steps
+        self.dead_air_since: float | None = None  # arrival time of the first window of the current dead air
 
     def _needed(self) -> int:
         """Samples (at the source's rate) still missing for the next window: two steps for the first one."""
@@ -95,9 +107,9 @@ class Stream:
         """The source has ended and what is left in its ring cannot complete another window."""
         return self.source.finished and self.source.ring.available < self._needed()
 
-    def poll(self) -> list[tuple[np.ndarray, bool, float, float]]:
+    def poll(self) -> list[tuple[np.ndarray, bool, float, float, float]]:
         """(audio of the step, whether it completes a window, stream time at its end, arrival time of its last
-        sample) for each step of frames that the audio now in the ring completes."""
+        sample, level of the window in dBFS) for each step of frames that the audio now in the ring completes."""
         ring = self.source.ring
         if ring.available < self._needed():
             return []
@@ -112,8 +124,10 @@ class Stream:
             self.steps += 1
             end_sample = (self.steps * STEP_FRAMES - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz, counted like samples_in
             behind = int((self.samples_in - end_sample) * self.source.rate / SAMPLE_RATE)  # newer samples read
-            out.append((pending[start : start + STEP_SPAN_SAMPLES], self.steps > 1, end_sample / SAMPLE_RATE,
-                        ring.arrival_time(ring.read - behind)))
+            span = pending[start : start + STEP_SPAN_SAMPLES]
+            level, self._step_level = self._step_level, ac_level_db(span)
+            out.append((span, self.steps > 1, end_sample / SAMPLE_RATE, ring.arrival_time(ring.read - behind),
+                        max(level, self._step_level)))
             start += STEP_SAMPLES
         self._pending = pending[start:]
         return out
@@ -127,6 +141,8 @@ class Stream:
             return "ended"
         if time.monotonic() - source.ring.arrival_time(source.ring.written) > STALE_SECONDS:
             return f"no audio in the last {STALE_SECONDS:.0f} s"
+        if self.dead_air_since is not None and time.monotonic() - self.dead_air_since >= self.dead_air_seconds:
+            return f"dead air (below {self.silence_db:.0f} dBFS) for {time.monotonic() - self.dead_air_since:.0f} s"
         return None
 
     def counters(self) -> dict:
@@ -214,24 +230,32 @@ class Pipeline:
                 ids.append(i)
         if not steps:
             return 0
-        windows = self.frontend.stream_windows(ids, np.stack([span for _, span, _, _, _ in steps]))
-        complete = [i for i, (_, _, completes, _, _) in enumerate(steps) if completes]
+        windows = self.frontend.stream_windows(ids, np.stack([step[1] for step in steps]))
+        complete = [i for i, step in enumerate(steps) if step[2]]
         if not complete:
             return 0
         if len(complete) < len(steps):  # a stream's first step only starts its first window
             windows, steps = windows[self.frontend.xp.asarray(complete)], [steps[i] for i in complete]
         probs = self.engine.infer(windows)
         self.metrics.batch_size.observe(len(steps))
-        for (stream, _, _, stream_time, arrived), p in zip(steps, probs):
-            self._send_prediction(stream, p, stream_time, arrived)
+        for (stream, _, _, stream_time, arrived, level), p in zip(steps, probs):
+            self._send_prediction(stream, p, stream_time, arrived, level)
         return len(steps)
 
-    def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float) -> None:
+    def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float,
+                         level: float) -> None:
+        """A prediction message; for dead air, no genre (and the running average waits for music to return)."""
         if not np.isfinite(probs).all():  # a broken model: never a non-finite number to clients or the average
             stream.invalid += 1
             log.error("%s: the model gave non-finite probabilities; window not sent", stream.name)
             return
-        average = stream.average.update(probs)
+        dead_air = level < stream.silence_db
+        if dead_air:
+            stream.dead_air_since = stream.dead_air_since or arrived
+            average = stream.average.value if stream.average.value is not None else np.zeros_like(probs)
+        else:
+            stream.dead_air_since = None
+            average = stream.average.update(probs)
         top = int(np.argmax(average))
         stream.seq += 1
         latency = time.monotonic() - arrived
@@ -242,8 +266,10 @@ class Pipeline:
         stream.last = {
             "type": "prediction", "stream": stream.name, "seq": stream.seq, "time": round(stream_time, 3),
             "latency_ms": round(1000 * latency, 1), "probabilities": named_probabilities(self.genres, probs),
-            "average": named_probabilities(self.genres, average), "genre": self.genres[top], "confidence": round(float(average[top]), 5),
-            "title": stream.source.title,
+            "average": named_probabilities(self.genres, average),
+            "genre": None if dead_air else self.genres[top],
+            "confidence": None if dead_air else round(float(average[top]), 5),
+            "dead_air": dead_air, "level_db": round(max(level, -120.0), 1), "title": stream.source.title,
         }
         self.publish(stream.last)
 

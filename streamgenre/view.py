@@ -24,7 +24,8 @@ def render(stream: Stream, genres: tuple[str, ...], model_name: str, engine: str
     if message is None:
         lines.append("waiting for the first window (about 3 s of audio) ...")
     else:
-        lines.append(f"now    {message['genre'].upper()}  {message['confidence']:.2f}   "
+        now = "DEAD AIR" if message["dead_air"] else f"{message['genre'].upper()}  {message['confidence']:.2f}"
+        lines.append(f"now    {now}   "
                      f"window {message['seq']} at {message['time']:.1f} s, latency {message['latency_ms']:.0f} ms")
         if message["title"]:
             lines.append(f"title  {message['title']}")

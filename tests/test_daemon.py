@@ -18,7 +18,7 @@ from daemon import collect, gather, predictions, running_daemon
 from streamgenre.server import CLIENT_QUEUE, Broadcaster
 
 PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "genre", "confidence",
-                   "title"}
+                   "dead_air", "level_db", "title"}
 
 
 def test_file_in_real_time_gives_hello_then_a_prediction_every_1_49_s(music_file):

@@ -189,7 +189,7 @@ def serve(
     log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
     broadcaster = Broadcaster(lambda: {
         "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
-        "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error} for s in streams]})
+        "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error} for s in pipeline.streams]})
 
     def publish(message: dict) -> None:
         if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped"):
@@ -198,10 +198,29 @@ def serve(
 
     pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
 
+    def reload() -> None:
+        """SIGHUP (systemctl reload): reread the config's sources; the unchanged ones go on uninterrupted, new
+        ones start, removed ones stop. Other settings take a restart."""
+        if not config:
+            log.warning("reload: there is no --config to reread")
+            return
+        try:
+            fresh = _read_config(config)
+        except typer.Exit:
+            log.error("reload: %s is not valid (said above); the streams are unchanged", config)
+            return
+        new = _reloaded(pipeline.streams, list(sources or []) + fresh["source"], settings, not fast)
+        if duplicate := _duplicate_name(new):
+            log.error("reload: two sources are named %r; the streams are unchanged", duplicate)
+            return
+        pipeline.replace_streams(new)
+        log.info("reload: %d streams (%d new)", len(new), sum(not any(n is s for s in pipeline.streams) for n in new))
+
     async def main() -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
         await serve_forever(pipeline, broadcaster, access, int(settings["port"]), stop)
 
     try:
@@ -276,36 +295,57 @@ def _runtime(model: Optional[Path], engine_kind: str, frontend_kind: str, fp16: 
         fail(str(e))
 
 
+def _stream(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float):
+    """The stream of one source spec; a source that cannot open becomes a broken stream that reports its error."""
+    from .pipeline import Stream
+    from .sources import BrokenSource, parse_source
+
+    try:
+        source = parse_source(spec, realtime)
+    except AudioError as e:
+        source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
+    stream = Stream(source, average, float(silence_db), float(dead_air_seconds))
+    stream.spec = spec  # what a reload compares
+    return stream
+
+
 def _build(specs: list[str], average: str, realtime: bool, strict: bool, silence_db: float = SILENCE_DB,
            dead_air_seconds: float = DEAD_AIR_SECONDS) -> list:
     """One stream per source; with `strict` a source that cannot open is an error, else it is kept as a broken
     stream that reports its error."""
     import logging
 
-    from .pipeline import Average, Stream
-    from .sources import BrokenSource, parse_source
+    from .pipeline import Average
+    from .sources import BrokenSource
 
     try:
         Average(average)
     except ValueError as e:
         fail(str(e))
-    streams = []
-    for spec in specs:
-        try:
-            source = parse_source(spec, realtime)
-        except AudioError as e:
-            if strict:
-                fail(str(e))
-            source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
-        if source.name in {s.name for s in streams}:
-            fail(f"two sources are named {source.name!r}: name them with NAME=SOURCE")
-        streams.append(Stream(source, average, float(silence_db), float(dead_air_seconds)))
+    streams = [_stream(spec, average, realtime, silence_db, dead_air_seconds) for spec in specs]
     broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
+    if broken and strict:
+        fail(broken[0])
+    if duplicate := _duplicate_name(streams):
+        fail(f"two sources are named {duplicate!r}: name them with NAME=SOURCE")
     if len(broken) == len(streams):
         fail("; ".join(broken))
     for error in broken:
         logging.getLogger("streamgenre").error("%s", error)
     return streams
+
+
+def _duplicate_name(streams: list) -> str | None:
+    names = [s.name for s in streams]
+    return next((n for n in names if names.count(n) > 1), None)
+
+
+def _reloaded(current: list, specs: list[str], settings: dict, realtime: bool) -> list:
+    """The streams after a reload: a stream whose spec is unchanged is kept (the same object, uninterrupted), the
+    others are made anew."""
+    kept = {s.spec: s for s in current}
+    return [kept.get(spec) or _stream(spec, settings["average"], realtime, settings["silence_db"],
+                                      settings["dead_air_seconds"]) for spec in specs]
 
 
 def _fit(text: str, width: int) -> str:

@@ -132,6 +132,15 @@ class Frontend:
         """Track `count` streams, numbered from 0, each starting with no previous step."""
         self._previous = self.xp.zeros((count, N_MELS, STEP_FRAMES), self.xp.float32)
 
+    def reorder(self, slots: list[int | None]) -> None:
+        """The streams renumbered (a reload): stream i now was stream slots[i], whose previous step it keeps, or
+        is new (None) and starts with none."""
+        previous = self.xp.zeros((len(slots), N_MELS, STEP_FRAMES), self.xp.float32)
+        for i, old in enumerate(slots):
+            if old is not None:
+                previous[i] = self._previous[old]
+        self._previous = previous
+
     def stream_windows(self, streams: list[int], spans: np.ndarray):
         """The window that each step of audio completes, for many streams at once.
 

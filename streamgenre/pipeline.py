@@ -174,6 +174,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self.last_tick = time.monotonic()  # of the last tick that went through
         self.error: str | None = None  # why the last tick failed; None once one goes through
+        self._replacement: list[Stream] | None = None  # the streams to serve from the next tick on (a reload)
         frontend.prepare()  # its files are read now: a tick must not be the first to need a file descriptor
 
     @property
@@ -207,10 +208,32 @@ class Pipeline:
         if self._thread:
             self._thread.join(timeout=5)
 
+    def replace_streams(self, streams: list[Stream]) -> None:
+        """Serve `streams` from the next tick on (any thread): the ones already served (the same objects) go on
+        uninterrupted, new ones start, the others stop."""
+        self._replacement = streams
+
+    def _apply_replacement(self) -> None:
+        new, self._replacement = self._replacement, None
+        if new is None:
+            return
+        old = list(self.streams)
+        self.frontend.reorder([next((k for k, o in enumerate(old) if o is s), None) for s in new])
+        for stream in old:
+            if not any(stream is s for s in new):
+                stream.source.stop()
+                self.publish(self.status(stream, "removed", f"{stream.name}: removed by a reload"))
+        for stream in new:
+            if not any(stream is o for o in old):
+                stream.source.start()
+                self.publish(self.status(stream, "added", f"{stream.name}: added by a reload"))
+        self.streams[:] = new  # in place: the metrics and the server read this list
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
+                self._apply_replacement()
                 self.step()
             except Exception as e:  # one tick's failure must never end the pipeline: report it, count it, go on
                 self.error = f"{type(e).__name__}: {e}".splitlines()[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from websockets.asyncio.client import connect
 
+from streamgenre.access import Access
 from streamgenre.audio import SAMPLE_RATE, load_audio
 from streamgenre.backends import create_engine
 from streamgenre.frontend import create_frontend, limit_blas_threads
@@ -79,7 +80,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> d
     async def main():
         nonlocal received
         stop = asyncio.Event()
-        server = asyncio.create_task(serve(pipeline, broadcaster, "127.0.0.1", 8799, stop))
+        server = asyncio.create_task(serve(pipeline, broadcaster, Access("127.0.0.1"), 8799, stop))
         await asyncio.sleep(0.5)
         stop_feed = threading.Event()
         threading.Thread(target=feed, args=(sources, audio, stop_feed), daemon=True).start()

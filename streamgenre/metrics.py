@@ -62,6 +62,6 @@ class _Collector:
         b = self.broadcaster
         yield GaugeMetricFamily("streamgenre_clients", "Connected WebSocket clients", value=len(b.clients))
         yield CounterMetricFamily("streamgenre_client_dropped_messages", "Messages dropped for slow clients",
-                                  value=b.dropped_total + sum(c.dropped for c in b.clients))
+                                  value=b.dropped_total + sum(b.dropped(c) for c in b.clients))
         yield CounterMetricFamily("streamgenre_client_ignored_messages", "Client messages that were not subscriptions",
                                   value=b.ignored_messages)

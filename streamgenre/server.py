@@ -4,14 +4,13 @@ Every prediction and status message goes to every subscribed client. HTTP: `/` a
 page, a packaged asset), `/api/now` (latest prediction per stream), `/metrics` (Prometheus), `/healthz`; nothing
 else, and no files from disk.
 
-A slow client never delays the others: each has a bounded queue, the oldest message is dropped when it is full,
-and drops are counted. Whatever a client sends besides a subscription is ignored and counted.
+A slow client never delays the others: every client walks one shared backlog of the latest BACKLOG messages at its
+own pace; one that falls further behind skips the oldest, and what it skips is counted. Whatever a client sends besides a subscription is ignored and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import os
@@ -28,51 +27,57 @@ from websockets.exceptions import ConnectionClosed
 from .access import Access
 
 PROTOCOL_VERSION = 1
-CLIENT_QUEUE = 256
+BACKLOG = 4096  # messages kept for clients that are behind; one further behind skips the oldest (counted)
 
 log = logging.getLogger("streamgenre.server")
 
 
 class Client:
-    def __init__(self, connection: ServerConnection):
+    def __init__(self, connection: ServerConnection, cursor: int):
         self.connection = connection
-        self.queue: collections.deque[tuple[str | None, str]] = collections.deque(maxlen=CLIENT_QUEUE)
-        self.ready = asyncio.Event()
+        self.cursor = cursor  # the index of the next message it is due
         self.subscription: set[str] | None = None  # None: every stream
-        self.dropped = 0
+        self.skipped = 0  # messages it fell too far behind to get, counted when it moved past them
 
-    def offer(self, stream: str | None, text: str) -> None:
-        if self.subscription is not None and stream is not None and stream not in self.subscription:
-            return
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append((stream, text))
-        self.ready.set()
+    def wants(self, stream: str | None) -> bool:
+        return self.subscription is None or stream is None or stream in self.subscription
 
 
 class Broadcaster:
-    """Holds the connected clients; `publish` may be called from any thread."""
+    """Holds the connected clients and one backlog of the latest BACKLOG messages; `publish` may be called from any
+    thread. Publishing is one append, whatever the number of clients: each client's sender walks the backlog at its
+    own pace and sleeps when it is caught up, so clients that never read cost nothing per message and cannot starve
+    the ones that do."""
 
     def __init__(self, hello: Callable[[], dict]):
         self.hello = hello  # the first message to each client, made when it connects
         self.clients: set[Client] = set()
         self.ignored_messages = 0
-        self.dropped_total = 0  # drops of clients that have left; connected ones count their own
+        self.dropped_total = 0  # drops of clients that have left; connected ones: dropped(client)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.published = 0  # messages so far; message k is _backlog[k % BACKLOG] while k >= published - BACKLOG
+        self._backlog: list[tuple[str | None, str] | None] = [None] * BACKLOG
+        self._arrived = asyncio.Event()  # set, and replaced, at each message: wakes the senders that wait
 
     def publish(self, message: dict) -> None:
-        """Thread-safe: hand a message to the event loop, which queues it for each client."""
+        """Thread-safe: hand a message to the event loop, which appends it to the backlog."""
         if self.loop:
             text = json.dumps(message, allow_nan=False)  # what JSON.parse takes: no NaN, no Infinity
-            self.loop.call_soon_threadsafe(self._deliver, message.get("stream"), text)
+            self.loop.call_soon_threadsafe(self._append, message.get("stream"), text)
 
-    def _deliver(self, stream: str | None, text: str) -> None:
-        for client in self.clients:
-            client.offer(stream, text)
+    def _append(self, stream: str | None, text: str) -> None:
+        self._backlog[self.published % BACKLOG] = (stream, text)
+        self.published += 1
+        self._arrived.set()
+        self._arrived = asyncio.Event()
+
+    def dropped(self, client: Client) -> int:
+        """Messages a client has lost: skipped already, or overwritten before it got to them."""
+        return client.skipped + max(0, self.published - BACKLOG - client.cursor)
 
     async def handler(self, connection: ServerConnection) -> None:
-        client = Client(connection)
         await connection.send(json.dumps(self.hello()))
+        client = Client(connection, self.published)
         self.clients.add(client)
         sender = asyncio.create_task(self._send(client))
         try:
@@ -82,7 +87,7 @@ class Broadcaster:
             pass
         finally:
             self.clients.discard(client)
-            self.dropped_total += client.dropped
+            self.dropped_total += self.dropped(client)
             sender.cancel()
 
     def _receive(self, client: Client, raw: str | bytes) -> None:
@@ -96,16 +101,21 @@ class Broadcaster:
             log.debug("ignored a client message: %.80r", raw)
             return
         client.subscription = set(names)
-        client.queue = collections.deque(((s, t) for s, t in client.queue if s is None or s in names),
-                                         maxlen=CLIENT_QUEUE)
 
     async def _send(self, client: Client) -> None:
         try:
             while True:
-                await client.ready.wait()
-                client.ready.clear()
-                while client.queue:
-                    await client.connection.send(client.queue.popleft()[1])
+                if client.cursor == self.published:
+                    await self._arrived.wait()
+                    continue
+                oldest = self.published - BACKLOG
+                if client.cursor < oldest:
+                    client.skipped += oldest - client.cursor
+                    client.cursor = oldest
+                stream, text = self._backlog[client.cursor % BACKLOG]
+                client.cursor += 1
+                if client.wants(stream):
+                    await client.connection.send(text)
         except ConnectionClosed:
             pass
 

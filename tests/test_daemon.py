@@ -15,7 +15,7 @@ import json
 
 from conftest import synth_music, write_audio
 from daemon import collect, gather, predictions, running_daemon
-from streamgenre.server import CLIENT_QUEUE, Broadcaster
+from streamgenre.server import BACKLOG, Broadcaster
 
 PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "genre", "confidence",
                    "dead_air", "level_db", "title"}
@@ -120,21 +120,22 @@ def test_a_client_that_never_reads_loses_its_oldest_messages_not_the_others():
             stalled.connect(("127.0.0.1", port))
             stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-            async with connect(f"ws://127.0.0.1:{port}") as reader:
+            async with connect(f"ws://127.0.0.1:{port}", max_queue=None) as reader:
                 await reader.recv()
                 await asyncio.sleep(0.1)
-                sent = 3000
-                for seq in range(sent):  # 30 MB: more than the socket buffers of the stalled client hold
-                    broadcaster.publish({"type": "prediction", "stream": "s", "seq": seq, "pad": "x" * 10_000})
+                sent = BACKLOG + 3000
+                for seq in range(sent):  # 50 MB: far more than the socket buffers of the stalled client hold
+                    broadcaster.publish({"type": "prediction", "stream": "s", "seq": seq, "pad": "x" * 7_000})
                     if seq % 100 == 0:
                         await asyncio.sleep(0)
                 got = [json.loads(await asyncio.wait_for(reader.recv(), 5))["seq"] for _ in range(sent)]
-            slow = max(broadcaster.clients, key=lambda c: c.dropped)
-            queued = [json.loads(text)["seq"] for _, text in slow.queue]
+            slow = next(iter(broadcaster.clients))
+            dropped, behind = broadcaster.dropped(slow), broadcaster.published - slow.cursor
             stalled.close()
-        return got, slow.dropped, queued
+            await asyncio.sleep(0.2)
+        return got, dropped, behind, broadcaster.dropped_total
 
-    got, dropped, queued = asyncio.run(run())
-    assert got == list(range(3000))  # the reading client got everything, in order
-    assert dropped > 1000  # the stalled one lost many, counted ...
-    assert queued == list(range(3000 - CLIENT_QUEUE, 3000))  # ... the oldest: it keeps the newest
+    got, dropped, behind, total = asyncio.run(run())
+    assert got == list(range(BACKLOG + 3000))  # the reading client got everything, in order
+    assert dropped > 2000 and behind - dropped == BACKLOG  # the stalled one lost the oldest, counted, and is due
+    assert total == dropped  # the newest BACKLOG; once it has left, its losses stay counted

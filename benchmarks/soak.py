@@ -138,7 +138,8 @@ def main() -> None:
             log = daemon.communicate(timeout=20)[1]
     half = rows[len(rows) // 2 :]
     rate = (rows[-1]["received"] - rows[0]["received"]) / max(rows[-1]["t"] - rows[0]["t"], 1e-9)
-    print(f"second half ({half[0]['t']:.0f}-{half[-1]['t']:.0f} s): RSS {half[-1]['rss_mb'] - half[0]['rss_mb']:+.1f} MB, "
+    print(f"second half ({half[0]['t']:.0f}-{half[-1]['t']:.0f} s): "
+          f"RSS {half[-1]['rss_mb'] - half[0]['rss_mb']:+.1f} MB, "
           f"threads {half[-1]['threads'] - half[0]['threads']:+d}, descriptors {half[-1]['fds'] - half[0]['fds']:+d}; "
           f"the well-behaved client received {rate:.0f} predictions/s and lost {rows[-1]['lost']}; "
           f"daemon log: {len(log.splitlines())} lines")

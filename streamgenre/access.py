@@ -77,7 +77,8 @@ class Access:
                 return HTTPStatus.FORBIDDEN, f"Host {name!r} is not this machine's address"
         if headers.get("Upgrade", "").lower() == "websocket":
             origin = headers.get("Origin")
-            if origin is not None and origin != f"http://{headers.get('Host', '')}" and origin not in self.allow_origins:
+            same_origin = origin == f"http://{headers.get('Host', '')}"
+            if origin is not None and not same_origin and origin not in self.allow_origins:
                 return HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed (--allow-origin)"
             if clients >= self.max_clients:
                 return HTTPStatus.SERVICE_UNAVAILABLE, f"too many clients ({self.max_clients}); try again later"

@@ -5,7 +5,8 @@ page, a packaged asset), `/api/now` (latest prediction per stream), `/metrics` (
 else, and no files from disk.
 
 A slow client never delays the others: every client walks one shared backlog of the latest BACKLOG messages at its
-own pace; one that falls further behind skips the oldest, and what it skips is counted. Whatever a client sends besides a subscription is ignored and counted.
+own pace; one that falls further behind skips the oldest, and what it skips is counted. Whatever a client sends
+besides a subscription is ignored and counted.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ import logging
 import time
 
 import onnx
-import pytest
 
 from streamgenre.backends import create_engine
 from streamgenre.frontend import _constants, create_frontend

@@ -1,11 +1,13 @@
 """The paper's three figures, each one command that writes a PNG into docs/.
 
     python -m train.figures confusion --report train/runs/best.json
-    python -m train.figures analyses --data ../shared/data/gtzan --data ../shared/data/extra
+    python -m train.figures analyses --data ../shared/data/gtzan --data ../shared/data/extra \
+        --split ../shared/data/gtzan/splits
 
 `confusion` draws the cross-validated confusion matrices (whole tracks and 2-3 s clips) of a training report, and
 writes their counts beside it as JSON.
-`analyses` trains the network on the paper's 5:2:3 split by recording (or loads `--weights` trained that way), then
+`analyses` trains the network on the fault-filtered lists (train / valid / test, about the paper's 5:2:3 and
+artist-disjoint; or loads `--weights` trained that way), then
 - estimates the filters of the second pooling layer by Lasso regression of each unit's activation on its receptive
   field in the input (3-s segments with 10 % overlap), drawn as mel x time images;
 - projects test windows on three LDA components fitted on training windows, raw log-mel against the last hidden
@@ -26,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from streamgenre.audio import WINDOW_FRAMES  # noqa: E402
-from train.data import GTZAN_GENRES, Track, find_tracks, group_folds, load_features  # noqa: E402
+from train.data import GTZAN_GENRES, Track, artist_folds, find_tracks, load_features  # noqa: E402
 from train.net import PaperCNN  # noqa: E402
 
 DOCS = Path("docs")
@@ -53,20 +55,23 @@ def confusion(report_file: Path, out: Path) -> None:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         acc = cv["accuracy"][kind]
-        ax.set_title(f"{kind}: {100 * acc['accuracy']:.1f} % of {acc['n']} (cross-validated)")
-    fig.suptitle(f"Confusion matrices, recipe '{report['recipe']['name']}' (% of each true genre)")
+        ax.set_title(f"{kind}: {100 * acc['accuracy']:.1f} % of {acc['n']}")
+    protocol = "artists never heard" if cv.get("protocol", "").startswith("artist-disjoint") else \
+        "folds by recording, sharing artists"
+    fig.suptitle(f"Cross-validated on {protocol}: recipe '{report['recipe']['name']}' (% of each true genre)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    counts = {"genres": genres, "recipe": report["recipe"]["name"], "accuracy": cv["accuracy"],
+    counts = {"genres": genres, "recipe": report["recipe"]["name"], "protocol": cv.get("protocol"),
+              "accuracy": cv["accuracy"],
               "confusion": {k: cv["confusion"][k] for k in kinds}, "rows": "true genre", "columns": "predicted"}
     out.with_suffix(".json").write_text(json.dumps(counts, indent=1))
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
-def paper_split(tracks: list[Track], seed: int) -> tuple[list[Track], list[Track], list[Track]]:
-    """5:2:3 by recording, stratified by genre; non-GTZAN recordings only train."""
-    folds = group_folds(tracks, 10, seed)
-    valid, test = set().union(*folds[5:7]), set().union(*folds[7:])
+def list_split(tracks: list[Track], split_dir: Path) -> tuple[list[Track], list[Track], list[Track]]:
+    """The fault-filtered lists as train, validation and test (443:197:290, about the paper's 5:2:3, and
+    artist-disjoint); recordings in no list only train."""
+    valid, test = artist_folds(split_dir)[1:]
     return ([t for t in tracks if t.recording not in valid | test], [t for t in tracks if t.recording in valid],
             [t for t in tracks if t.recording in test])
 
@@ -159,7 +164,7 @@ def analyses(args) -> None:
     from train.train import RECIPES, fit
 
     tracks = load_features([t for root in args.data for t in find_tracks(root)])
-    train, valid, test = paper_split(tracks, args.seed)
+    train, valid, test = list_split(tracks, args.split)
     genres = list(GTZAN_GENRES)
     if args.weights and args.weights.exists():
         net = PaperCNN(len(genres))
@@ -186,8 +191,9 @@ def main() -> None:
     a.add_argument("--recipe", default="best")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--max-epochs", type=int)
+    a.add_argument("--split", type=Path, required=True, help="folder of the fault-filtered GTZAN lists")
     a.add_argument("--weights", type=Path, default=Path("train/runs/figures.pt"),
-                   help="weights trained on the 5:2:3 split; trained and saved here if missing")
+                   help="weights trained on the lists' split; trained and saved here if missing")
     args = parser.parse_args()
     DOCS.mkdir(exist_ok=True)
     if args.command == "confusion":

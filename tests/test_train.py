@@ -129,3 +129,23 @@ def test_teacher_head_learns_gtzan_labels_and_labels_the_other_audio():
     assert [t.own_label for t in tracks] == [True] * 10 + [False] * 6
     for t in tracks[10:]:  # labelled by the head fitted on all GTZAN recordings
         np.testing.assert_allclose(t.soft, head.predict_proba(embeddings[str(t.path.resolve())]), rtol=1e-5)
+
+
+def test_views_labelled_by_the_teacher_train_beside_the_tracks():
+    from train.train import with_views
+    from train.views import Views
+
+    tracks = tiny_dataset()
+    genres = ["slow", "fast"]
+    embeddings = {str(t.path.resolve()): band_means(t) for t in tracks}
+    recipe = Recipe("test", max_epochs=10, patience=10, batch=4, lr=0.03, distil=0.7, temperature=1.0, views=16)
+    head = attach_soft_targets(tracks[:16], embeddings, genres, recipe, seed=0)
+    # views of every track: its second window, as a mix-free view of its recording
+    bank = Views(np.stack([t.mel[:, 128:384] for t in tracks]).astype(np.float16),
+                 np.stack([band_means(t)[1] for t in tracks]),
+                 np.array([(t.recording, "") for t in tracks]), np.array([t.genre for t in tracks]))
+    views = with_views(bank, tracks[:16], head, recipe)
+    assert len(views) == 16 and {v.recording for v in views} == {f"view:{i}" for i in range(16)}  # none held out
+    np.testing.assert_allclose(views[0].soft, head.predict_proba(bank.embedding[:1]), rtol=1e-5)
+    net = fit(tracks[:16] + views, tracks[16:], genres, recipe, seed=0, log=lambda *_: None)
+    assert score(net, tracks[16:], genres).accuracy("windows") >= 0.9

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from conftest import synth_music, write_audio
@@ -80,3 +81,34 @@ def test_reconnects_after_the_feed_drops_and_keeps_titles(radio):
     assert any(p["title"] == "Test Artist - Song 1" for p in preds)
     assert sum(p["title"] == "Test Artist - Song 2" for p in preds) >= 2
     assert Radio.connections >= 2
+
+
+def test_a_format_change_and_garbled_bytes_mid_stream_neither_end_nor_stall_it(tmp_path):
+    """The radio switches from 44.1 kHz stereo to 22.05 kHz mono, with 64 garbled bytes before the switch: the
+    stream plays through both (no reconnect), the bad bytes skipped and counted."""
+    stereo = write_audio(tmp_path / "a.mp3", np.stack([synth_music(12, 44100, seed=1)] * 2, axis=1), 44100)
+    mono = write_audio(tmp_path / "b.mp3", synth_music(12, 22050, seed=2), 22050)
+    first = bytearray(stereo.read_bytes())
+    first[len(first) // 2 : len(first) // 2 + 64] = np.random.default_rng(0).integers(0, 256, 64, np.uint8).tobytes()
+    Radio.mp3, Radio.seconds, Radio.connections, Radio.cut_after = bytes(first) + mono.read_bytes(), 24.0, 0, 1e9
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Radio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.mp3"
+        with running_daemon(f"radio={url}") as (port, _):
+            got = collect(port, lambda ms: len(predictions([(0, m) for m in ms])) >= 13, timeout=40)
+    finally:
+        server.shutdown()
+        Radio.cut_after = 5.0
+    preds = predictions(got)
+    events = [m["event"] for _, m in got if m["type"] == "status"]
+    assert len(preds) >= 13 and preds[-1]["time"] > 18  # well into the second, mono half
+    assert "reconnecting" not in events and "error" not in events and Radio.connections == 1
+    assert events.count("skipped") == 1
+
+
+def test_the_first_reconnect_waits_one_second():
+    with running_daemon("radio=http://127.0.0.1:9/live.mp3") as (_, proc):
+        time.sleep(4.5)  # refused at once: reconnecting in 1 s, 2 s, then 4 s
+    waits = [line.rsplit(" in ", 1)[1] for line in proc.stdout.read().splitlines() if "reconnecting in" in line]
+    assert waits[:2] == ["1 s", "2 s"]  # 1 s, then doubling, as documented

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as websocket_serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from .access import Access
 
@@ -121,6 +122,41 @@ class Broadcaster:
             pass
 
 
+class HandshakeFirst(ServerConnection):
+    """websockets reads whatever follows a request's headers as WebSocket frames, even before it has answered the
+    request: a second HTTP request pipelined behind the first fails that read, and answering the first then raises
+    (an AssertionError in the log, no answer). Here the bytes after the headers wait until the answer is sent: they
+    are frames if the connection became a WebSocket, and are dropped with the connection if it was plain HTTP."""
+
+    HELD_AT_MOST = 65536
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._tail = b""  # the last bytes seen while the headers are read: their end may straddle two reads
+        self._held: bytes | None = None  # what came after the headers, until the answer is sent
+
+    def data_received(self, data: bytes) -> None:
+        if self._held is None:
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            if end < 0:
+                self._tail = seen[-3:]
+                return super().data_received(data)
+            cut = end + 4 - len(self._tail)
+            self._held = data[cut:]
+            return super().data_received(data[:cut])
+        if self.protocol.state is State.CONNECTING:
+            self._held = (self._held + data)[: self.HELD_AT_MOST]
+            return None
+        return super().data_received(data)
+
+    async def handshake(self, *args, **kwargs) -> None:
+        await super().handshake(*args, **kwargs)
+        held, self._held = self._held or b"", b""
+        if held and self.protocol.state is State.OPEN:
+            super().data_received(held)
+
+
 def http_routes(pipeline, broadcaster: Broadcaster, access: Access):
     """`process_request` for the WebSocket server: refuse what `access` refuses, answer plain HTTP GETs, let
     WebSocket upgrades through."""
@@ -181,7 +217,8 @@ async def serve(pipeline, broadcaster: Broadcaster, access: Access, port: int, s
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
     async with websocket_serve(broadcaster.handler, access.listen, port, max_size=2**16, ping_interval=20,
-                               process_request=http_routes(pipeline, broadcaster, access)):
+                               process_request=http_routes(pipeline, broadcaster, access),
+                               create_connection=HandshakeFirst):
         pipeline.start()
         log.info("serving ws://%s:%d (at most %d clients)", access.listen, port, access.max_clients)
         sd_notify("READY=1")

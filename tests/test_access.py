@@ -3,6 +3,7 @@ clients; secrets in source URLs are never shown. Real daemon, real clients, on 1
 
 import asyncio
 import http.client
+import socket
 import subprocess
 import sys
 
@@ -120,3 +121,16 @@ def test_methods_other_than_get_are_refused(music_file):
             response = conn.getresponse()
             assert (response.status, response.getheader("Allow")) == (405, "GET")
         assert get(port, "/api/now")[0] == 200
+
+
+def test_pipelined_requests_get_an_answer_and_no_traceback(music_file):
+    with running_daemon(f"song={music_file}") as (port, proc):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /api/now HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok\n")  # the first, then closed
+        assert asyncio.run(ws_status(port)) == 101  # WebSocket handshakes are untouched
+    log = proc.stdout.read()
+    assert "Traceback" not in log and "AssertionError" not in log

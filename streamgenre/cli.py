@@ -305,7 +305,7 @@ def _stream(spec: str, average: str, realtime: bool, silence_db: float, dead_air
     except AudioError as e:
         source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
     stream = Stream(source, average, float(silence_db), float(dead_air_seconds))
-    stream.spec = spec  # what a reload compares
+    stream.spec = spec
     return stream
 
 

@@ -83,6 +83,7 @@ class Stream:
                  dead_air_seconds: float = DEAD_AIR_SECONDS):
         self.source = source
         self.name = source.name
+        self.spec: str | None = None  # the source spec it was made from, which a reload compares
         self.resample = Resampler(source.rate) if source.rate != SAMPLE_RATE else None
         self.average = Average(average)
         self.seq = 0
@@ -150,8 +151,7 @@ class Stream:
         return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,
                 "overflows": self.source.overflows, "reconnects": self.source.reconnects, "windows": self.seq,
                 "late_windows": self.late, "replaced_samples": self.source.replaced_samples,
-                "skipped_packets": self.source.skipped_packets,
-                "invalid_windows": self.invalid}
+                "skipped_packets": self.source.skipped_packets, "invalid_windows": self.invalid}
 
 
 class Pipeline:
@@ -179,8 +179,9 @@ class Pipeline:
 
     @property
     def alive(self) -> bool:
-        """The polling thread runs and a tick went through recently (what the systemd watchdog vouches for)."""
-        return self.problem() is None
+        """The polling thread runs and a tick went through in the last HEALTHY_SECONDS (what the systemd watchdog
+        vouches for: one failed tick among good ones is reported by /healthz, but is no reason for a restart)."""
+        return bool(self._thread and self._thread.is_alive()) and time.monotonic() - self.last_tick < HEALTHY_SECONDS
 
     def problem(self) -> str | None:
         """Why the pipeline is not classifying now, or None while it is."""

@@ -125,7 +125,8 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
             "track; GTZAN tracks got theirs from a head that did not see them (cross-fitted), the other datasets' "
             "audio was labelled by the teacher alone (its own labels, of other conventions, unused). The student "
             f"learned from {report['recipe']['distil']:.0%} teacher (temperature {report['recipe']['temperature']}) "
-            "and the rest GTZAN labels, on 2-3 s and 3 s crops with gain and masking augmentation. The network and "
+            "and the rest GTZAN labels, on 2-3 s and 3 s crops with "
+            f"{'gain and ' if report['recipe'].get('gain_db') else ''}masking augmentation. The network and "
             "its input are unchanged; nothing of the teacher is in this file.", ""]
         if report["recipe"].get("views"):
             sections += [

@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--churners", type=int, default=5, help="clients that connect, send junk and drop, in a loop")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        music = long_music(Path(tmp) / "long.wav", minutes=60)
+        music = long_music(Path(tmp) / "long.wav", minutes=args.seconds / 3)  # 20 s of audio a second: no stream ends
         port = free_port()
         daemon = subprocess.Popen(
             [sys.executable, "-m", "streamgenre", "serve", "--fast", "--port", str(port), "--log-level", "warning",
@@ -136,14 +136,16 @@ def main() -> None:
         finally:
             daemon.terminate()
             log = daemon.communicate(timeout=20)[1]
-    half = rows[len(rows) // 2 :]
+    first, second = rows[: len(rows) // 2], rows[len(rows) // 2 :]
     rate = (rows[-1]["received"] - rows[0]["received"]) / max(rows[-1]["t"] - rows[0]["t"], 1e-9)
-    print(f"second half ({half[0]['t']:.0f}-{half[-1]['t']:.0f} s): "
-          f"RSS {half[-1]['rss_mb'] - half[0]['rss_mb']:+.1f} MB, "
-          f"threads {half[-1]['threads'] - half[0]['threads']:+d}, descriptors {half[-1]['fds'] - half[0]['fds']:+d}; "
-          f"the well-behaved client received {rate:.0f} predictions/s and lost {rows[-1]['lost']}; "
-          f"daemon log: {len(log.splitlines())} lines")
 
+    def spread(part, key):
+        return f"{min(r[key] for r in part):.0f}-{max(r[key] for r in part):.0f}"
+
+    print(f"first half / second half: RSS {spread(first, 'rss_mb')} / {spread(second, 'rss_mb')} MB, threads "
+          f"{spread(first, 'threads')} / {spread(second, 'threads')}, descriptors {spread(first, 'fds')} / "
+          f"{spread(second, 'fds')}; the well-behaved client received {rate:.0f} predictions/s and lost "
+          f"{rows[-1]['lost']}; daemon log: {len(log.splitlines())} lines")
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,6 @@ class OnnxEngine:
         options.intra_op_num_threads = threads  # 0: one per core
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle between ticks, not spinning
-        # ONNX Runtime's CPU arena kept ~660 MB for the batches the daemon makes (RSS 866 MB with 20 streams at full
-        # speed, 200 MB without it)
-        options.enable_cpu_mem_arena = False
         self.session = onnxruntime.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
         self.description = f"ONNX Runtime {onnxruntime.__version__} on the CPU ({chosen})"
 

@@ -78,7 +78,7 @@ def test_clients_are_capped_and_http_still_answers(music_file):
         async def crowd():
             held = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
             refused = await ws_status(port)
-            health = await asyncio.to_thread(get, port, "/healthz")
+            health = await asyncio.to_thread(get, port, "/api/now")  # plain HTTP is not capped
             await held.pop().close()
             await asyncio.sleep(0.2)
             admitted = await ws_status(port)
@@ -126,11 +126,12 @@ def test_methods_other_than_get_are_refused(music_file):
 def test_pipelined_requests_get_an_answer_and_no_traceback(music_file):
     with running_daemon(f"song={music_file}") as (port, proc):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /api/now HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.sendall(b"GET /api/now HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = b""
             while chunk := s.recv(65536):
                 answer += chunk
-        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok\n")  # the first, then closed
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"}")  # the first, then closed
+        assert b'"song"' in answer and b"streamgenre_" not in answer
         assert asyncio.run(ws_status(port)) == 101  # WebSocket handshakes are untouched
     log = proc.stdout.read()
     assert "Traceback" not in log and "AssertionError" not in log

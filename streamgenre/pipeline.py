@@ -84,6 +84,7 @@ class Stream:
         self.source = source
         self.name = source.name
         self.spec: str | None = None  # the source spec it was made from, which a reload compares
+        self.created = time.monotonic()  # a source that has not delivered yet has STALE_SECONDS from here
         self.resample = Resampler(source.rate) if source.rate != SAMPLE_RATE else None
         self.average = Average(average)
         self.seq = 0
@@ -140,7 +141,8 @@ class Stream:
             return source.error
         if source.finished:
             return "ended"
-        if time.monotonic() - source.ring.arrival_time(source.ring.written) > STALE_SECONDS:
+        heard = source.ring.arrival_time(source.ring.written) if source.ring.written else self.created
+        if time.monotonic() - heard > STALE_SECONDS:
             return f"no audio in the last {STALE_SECONDS:.0f} s"
         if self.dead_air_since is not None and time.monotonic() - self.dead_air_since >= self.dead_air_seconds:
             return f"dead air (below {self.silence_db:.0f} dBFS) for {time.monotonic() - self.dead_air_since:.0f} s"

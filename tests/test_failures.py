@@ -72,3 +72,10 @@ def test_repeated_log_lines_are_held_back_and_counted():
     lines = [r.getMessage() for r in records]
     assert lines[:2] == ["radio1: cannot connect", "radio2: cannot connect"]
     assert len(lines) == 3 and lines[2].startswith("radio1: cannot connect (repeated 999 more times in")
+
+
+def test_a_source_that_has_not_delivered_yet_is_not_stale_at_once(tmp_path, music_file):
+    stream = Stream(FileSource("a", music_file), "last:3")  # not started: nothing written
+    assert stream.problem() is None  # it had the time stamp 0 before: "no audio in the last 5 s" from the start
+    stream.created -= 6.0
+    assert stream.problem() == "no audio in the last 5 s"

@@ -24,13 +24,16 @@ RESERVED_DESCRIPTORS = 64  # for the model, logs, HTTP requests; plus DESCRIPTOR
 DESCRIPTORS_PER_SOURCE = 8  # a connection, a decoder's files, a reconnect overlapping the old socket
 
 
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
+def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name)
     except ValueError:
-        return False
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    address = _address(host)
+    return host in LOOPBACK_NAMES or (address is not None and address.is_loopback)
 
 
 def redact(url: str) -> str:
@@ -73,7 +76,7 @@ class Access:
                 return HTTPStatus.UNAUTHORIZED, "a token is needed: Authorization: Bearer TOKEN or ?token=TOKEN"
         else:
             name = _host_name(headers.get("Host", ""))
-            if not (name in LOOPBACK_NAMES or _is_ip(name) or name == self.listen):
+            if not (name in LOOPBACK_NAMES or _address(name) is not None or name == self.listen):
                 return HTTPStatus.FORBIDDEN, f"Host {name!r} is not this machine's address"
         if headers.get("Upgrade", "").lower() == "websocket":
             origin = headers.get("Origin")
@@ -108,10 +111,3 @@ class Access:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
         return query.get("token", [""])[0]
 
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return False

@@ -27,7 +27,6 @@ from train.checkpoint import read_checkpoint
 
 TEACHER_RATE, TEACHER_FFT, TEACHER_HOP, TEACHER_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
-EMBEDDING_SIZES = {"MSD_musicnn": 200, "MSD_vgg": 256}
 
 
 def musicnn_folder() -> Path:

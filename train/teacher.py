@@ -32,9 +32,9 @@ from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, load_audi
 from streamgenre.frontend import frame_count  # noqa: E402
 from train.data import CACHE, Track, cache_key, find_tracks, window_starts  # noqa: E402
 from train.musicnn import PATCH_FRAMES, TEACHER_MELS, TEACHER_RATE, TeacherNet, musicnn_folder, teacher_mel, to_patch  # noqa: E402
+from train.train import DEVICE  # noqa: E402
 
 MODELS = ("MSD_musicnn", "MSD_vgg")
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def to_teacher_rate(audio_22k: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@
 
 `confusion` draws the cross-validated confusion matrices (whole tracks and 2-3 s clips) of a training report, and
 writes their counts beside it as JSON.
-`analyses` trains the network on the fault-filtered lists (train / valid / test, about the paper's 5:2:3 and
-artist-disjoint; or loads `--weights` trained that way), then
+`analyses` trains the network on the fault-filtered train list (artist-disjoint from the other two, which validate
+and test; or loads `--weights` trained that way), then
 - estimates the filters of the second pooling layer by Lasso regression of each unit's activation on its receptive
   field in the input (3-s segments with 10 % overlap), drawn as mel x time images;
 - projects test windows on three LDA components fitted on training windows, raw log-mel against the last hidden
@@ -69,9 +69,12 @@ def confusion(report_file: Path, out: Path) -> None:
 
 
 def list_split(tracks: list[Track], split_dir: Path) -> tuple[list[Track], list[Track], list[Track]]:
-    """The fault-filtered lists as train, validation and test (443:197:290, about the paper's 5:2:3, and
-    artist-disjoint); recordings in no list only train."""
-    valid, test = artist_folds(split_dir)[1:]
+    """Train, validation and test from the fault-filtered lists (artist-disjoint); recordings in no list only train.
+    The train list trains; of the other two, the one holding more full tracks here tests (the analyses need whole
+    tracks: of the 100 in ../shared the valid list holds 49, the test list 4) and the other validates."""
+    others = artist_folds(split_dir)[1:]
+    full = [sum(t.recording in fold and not t.is_excerpt for t in tracks) for fold in others]
+    valid, test = others if full[1] >= full[0] else others[::-1]
     return ([t for t in tracks if t.recording not in valid | test], [t for t in tracks if t.recording in valid],
             [t for t in tracks if t.recording in test])
 

@@ -96,11 +96,11 @@ def decode_chunks(container: av.container.InputContainer, name: str,
                 on_skip(_reason(e))
                 continue
             for frame in frames:
-                if (frame.sample_rate, frame.layout.name, frame.format.name) != layout:
+                form = (frame.sample_rate, frame.layout.name, frame.format.name)
+                if form != layout:
                     if resampler:
                         yield from _samples(resampler.resample(None))
-                    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                    layout = (frame.sample_rate, frame.layout.name, frame.format.name)
+                    resampler, layout = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE), form
                 frame.pts = None  # resample by sample count; streams with broken timestamps must not skew it
                 yield from _samples(resampler.resample(frame))
         if resampler:

@@ -1,6 +1,6 @@
 """Classifying files: tracks per second and times real time, with the model loaded once.
 
-    python benchmarks/classify_speed.py [--tracks 20] [--threads 1]
+    python benchmarks/classify_speed.py [--model paper|musicnn] [--tracks 20] [--threads 1]
 
 Uses 30-s GTZAN tracks from ../shared when present, else 30 s of synthetic audio written to a temporary WAV file;
 times decoding, the frontend and ONNX Runtime together, as `streamgenre classify` runs them.
@@ -28,6 +28,7 @@ SHARED_TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="paper", help="paper, musicnn or an ONNX file")
     parser.add_argument("--tracks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (the issue's figure: one core)")
     parser.add_argument("--engine", default="onnx", help="auto, tensorrt or onnx")
@@ -39,14 +40,16 @@ def main() -> None:
         path = Path(tempfile.mkdtemp()) / "noise.wav"
         soundfile.write(path, np.random.default_rng(0).uniform(-0.3, 0.3, 30 * 22050).astype(np.float32), 22050)
         files = [path] * args.tracks
-    model = load_model()
-    frontend, engine = create_frontend(args.frontend), create_engine(model, args.engine, threads=args.threads)
+    model = load_model(args.model)
+    frontend = create_frontend(args.frontend, model.params)
+    engine = create_engine(model, args.engine, threads=args.threads)
     classify_file(files[0], frontend, engine, model.genres)  # warm-up
     started, audio = time.perf_counter(), 0.0
     for f in files:
         audio += classify_file(f, frontend, engine, model.genres)["duration"]
     elapsed = time.perf_counter() - started
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {engine.description}, {args.threads} thread(s); "
+    print(f"model {model.name}; machine: {platform.machine()}, {os.cpu_count()} cores; {engine.description}, "
+          f"{args.threads} thread(s); "
           f"frontend: {frontend.description}")
     print(f"{len(files)} tracks, {audio:.0f} s of audio in {elapsed:.2f} s: {len(files) / elapsed:.1f} tracks/s, "
           f"{audio / elapsed:.0f}x real time, {1000 * elapsed / len(files):.0f} ms per track")

@@ -1,6 +1,6 @@
 """How many real-time streams one daemon sustains on the CPU engine, with no late window.
 
-    python benchmarks/daemon_streams.py [--streams 100 250 500 750] [--seconds 30]
+    python benchmarks/daemon_streams.py [--model paper|musicnn] [--streams 100 250 500 750] [--seconds 30]
 
 For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
 feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
@@ -25,7 +25,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 from streamgenre.access import Access
-from streamgenre.audio import SAMPLE_RATE, load_audio
+from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
 from streamgenre.frontend import create_frontend, limit_blas_threads
 from streamgenre.model import load_model
@@ -33,7 +33,7 @@ from streamgenre.pipeline import LATE_SECONDS, Pipeline, Stream
 from streamgenre.server import Broadcaster, serve
 from streamgenre.sources import Source
 
-CHUNK = 441  # 20 ms, a typical sound-card period
+CHUNK_SECONDS = 0.02  # a typical sound-card period
 SHARED_MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
 
 
@@ -46,33 +46,34 @@ class FedSource(Source):
         pass
 
 
-def music() -> np.ndarray:
+def music(rate: int) -> np.ndarray:
     files = sorted(SHARED_MUSIC.glob("*.ogg"))
     if files:
-        return np.concatenate([load_audio(f) for f in files])
+        return np.concatenate([load_audio(f, rate=rate) for f in files])
     rng = np.random.default_rng(0)  # no shared music: noise shaped like a spectrum, still real work for the frontend
-    return np.cumsum(rng.standard_normal(SAMPLE_RATE * 60)).astype(np.float32) * 1e-3
+    return np.cumsum(rng.standard_normal(rate * 60)).astype(np.float32) * 1e-3
 
 
-def feed(sources: list[Source], audio: np.ndarray, stop: threading.Event) -> None:
-    """Write CHUNK samples to every source every 20 ms; stream i starts i/len of a window step late."""
+def feed(sources: list[Source], audio: np.ndarray, params, stop: threading.Event) -> None:
+    """Write 20 ms of audio to every source every 20 ms; stream i starts i/len of a window step late."""
     start = time.monotonic()
-    offsets = np.linspace(0, 1.486, len(sources), endpoint=False)
+    offsets = np.linspace(0, params.step_seconds, len(sources), endpoint=False)
     sent = np.zeros(len(sources), int)
+    chunk = int(CHUNK_SECONDS * params.sample_rate)
     while not stop.is_set():
         now = time.monotonic() - start
         for i, source in enumerate(sources):
-            due = int(max(0.0, now - offsets[i]) * SAMPLE_RATE)
-            while sent[i] + CHUNK <= due:
-                at = (sent[i] + i * 7919) % (len(audio) - CHUNK)
-                source.ring.write(audio[at : at + CHUNK])
-                sent[i] += CHUNK
+            due = int(max(0.0, now - offsets[i]) * params.sample_rate)
+            while sent[i] + chunk <= due:
+                at = (sent[i] + i * 7919) % (len(audio) - chunk)
+                source.ring.write(audio[at : at + chunk])
+                sent[i] += chunk
         stop.wait(0.02)
 
 
 def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> dict:
-    sources = [FedSource(f"s{i}") for i in range(n)]
-    streams = [Stream(s, "last:10") for s in sources]
+    sources = [FedSource(f"s{i}", model.params.sample_rate) for i in range(n)]
+    streams = [Stream(s, "last:10", params=model.params) for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
     pipeline = Pipeline(streams, frontend, engine, model.genres, broadcaster.publish)
     received = 0
@@ -83,7 +84,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> d
         server = asyncio.create_task(serve(pipeline, broadcaster, Access("127.0.0.1"), 8799, stop))
         await asyncio.sleep(0.5)
         stop_feed = threading.Event()
-        threading.Thread(target=feed, args=(sources, audio, stop_feed), daemon=True).start()
+        threading.Thread(target=feed, args=(sources, audio, model.params, stop_feed), daemon=True).start()
         async with connect("ws://127.0.0.1:8799", max_queue=None) as ws:
             await asyncio.sleep(4.0)  # warm-up: every stream has its first window
             pipeline.latencies.clear()
@@ -120,16 +121,18 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="paper", help="paper, musicnn or an ONNX file")
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500, 750])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--engine", default="auto", help="auto, tensorrt or onnx")
     parser.add_argument("--frontend", default="auto", help="auto, gpu or cpu")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
-    model = load_model()
-    frontend, engine = create_frontend(args.frontend), create_engine(model, args.engine)
-    audio = music()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {engine.description}; "
+    model = load_model(args.model)
+    frontend, engine = create_frontend(args.frontend, model.params), create_engine(model, args.engine)
+    audio = music(model.params.sample_rate)
+    print(f"model {model.name}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"{engine.description}; "
           f"frontend: {frontend.description}")
     print(f"{'streams':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
           f"{'CPU ms/stream/s':>15} {'batch':>6} {'lost':>6}")

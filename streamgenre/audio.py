@@ -1,6 +1,7 @@
 """Audio constants, decoding and resampling.
 
-Everything downstream works on mono float32 at SAMPLE_RATE. Decoding and resampling go through PyAV (FFmpeg's
+Everything downstream works on mono float32 at the model's sample rate (SAMPLE_RATE, the paper's, unless a model
+says otherwise). Decoding and resampling go through PyAV (FFmpeg's
 decoders and libswresample, which low-pass filters before it decimates), so files, network streams and sound cards
 share one conversion path.
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-# hard-coded audio hyperparameters, from the paper (23 ms window, 50 % overlap) and its author's code (fmax)
+# the paper model's audio hyperparameters (23 ms window, 50 % overlap) and its author's code (fmax); other models
+# carry their own in their file (frontend.FrontendParams)
 SAMPLE_RATE = 22050
 N_FFT = 512
 HOP_LENGTH = 256
@@ -22,10 +24,7 @@ F_MAX = 10000.0
 WINDOW_FRAMES = 256  # frames in one model input (2.97 s)
 STEP_FRAMES = WINDOW_FRAMES // 2  # a new window every 128 frames (50 % overlap)
 WINDOW_SAMPLES = N_FFT + HOP_LENGTH * (WINDOW_FRAMES - 1)  # 65792 samples make exactly one window
-STEP_SAMPLES = STEP_FRAMES * HOP_LENGTH  # how far the next window starts
-STEP_SPAN_SAMPLES = N_FFT + HOP_LENGTH * (STEP_FRAMES - 1)  # 33024 samples make exactly one step of frames
-WINDOW_SECONDS = WINDOW_SAMPLES / SAMPLE_RATE
-STEP_SECONDS = STEP_SAMPLES / SAMPLE_RATE  # ~1.49 s between windows
+# (frontend.PAPER derives the rest, and the same for any model's parameters)
 MIN_SECONDS = 0.5  # shorter audio carries too little to classify
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".aiff", ".aif")
@@ -36,16 +35,16 @@ class AudioError(Exception):
 
 
 class Resampler:
-    """Streaming conversion of any rate and channel count to mono float32 at SAMPLE_RATE.
+    """Streaming conversion of any rate and channel count to mono float32 at `to_rate`.
 
     Keeps its filter state between chunks, so chunked input gives the same samples as one long input.
     """
 
-    def __init__(self, rate: int, channels: int = 1):
+    def __init__(self, rate: int, channels: int = 1, to_rate: int = SAMPLE_RATE):
         self.rate = int(rate)
         self.channels = int(channels)
         self._layout = "mono" if channels == 1 else "stereo" if channels == 2 else f"{channels}c"
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Convert float32 samples shaped (n,) or (n, channels); empty input flushes the filter."""
@@ -79,8 +78,8 @@ def open_container(source, timeout: float | None = None, name: str | None = None
 
 
 def decode_chunks(container: av.container.InputContainer, name: str,
-                  on_skip: Callable[[str], None] = lambda reason: None) -> Iterator[np.ndarray]:
-    """Yield the container's first audio stream as mono float32 chunks at SAMPLE_RATE, as it is decoded.
+                  on_skip: Callable[[str], None] = lambda reason: None, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Yield the container's first audio stream as mono float32 chunks at `rate`, as it is decoded.
 
     A packet that does not decode (garbled bytes, a truncated end) is skipped and `on_skip` hears why; the rest
     plays on. A change of sample rate or channel layout mid-stream (a radio switching formats, two files back to
@@ -100,7 +99,7 @@ def decode_chunks(container: av.container.InputContainer, name: str,
                 if form != layout:
                     if resampler:
                         yield from _samples(resampler.resample(None))
-                    resampler, layout = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE), form
+                    resampler, layout = av.AudioResampler(format="flt", layout="mono", rate=rate), form
                 frame.pts = None  # resample by sample count; streams with broken timestamps must not skew it
                 yield from _samples(resampler.resample(frame))
         if resampler:
@@ -123,12 +122,13 @@ def check_file(path: str | Path) -> None:
         raise AudioError(f"{path}: not a regular file (a directory, FIFO or device)")
 
 
-def load_audio(path: str | Path, on_skip: Callable[[str], None] = lambda reason: None) -> np.ndarray:
-    """Decode a whole file to mono float32 at SAMPLE_RATE (undecodable packets skipped, see decode_chunks)."""
+def load_audio(path: str | Path, on_skip: Callable[[str], None] = lambda reason: None,
+               rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a whole file to mono float32 at `rate` (undecodable packets skipped, see decode_chunks)."""
     check_file(path)
     container = open_container(str(path))
     with container:
-        chunks = list(decode_chunks(container, str(path), on_skip))
+        chunks = list(decode_chunks(container, str(path), on_skip, rate))
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
@@ -143,11 +143,11 @@ def sanitize(audio: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(audio, -1.0, 1.0), replaced
 
 
-def pad_to_window(audio: np.ndarray) -> np.ndarray:
+def pad_to_window(audio: np.ndarray, window_samples: int = WINDOW_SAMPLES) -> np.ndarray:
     """Zero-pad audio shorter than one window to exactly one window; longer audio is returned as it is."""
-    if len(audio) >= WINDOW_SAMPLES:
+    if len(audio) >= window_samples:
         return audio
-    return np.concatenate([audio, np.zeros(WINDOW_SAMPLES - len(audio), np.float32)])
+    return np.concatenate([audio, np.zeros(window_samples - len(audio), np.float32)])
 
 
 def _reason(error: Exception) -> str:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import (MIN_SECONDS, SAMPLE_RATE, STEP_SECONDS, WINDOW_SECONDS, AudioError, load_audio, pad_to_window,
-                    sanitize)
+from .audio import MIN_SECONDS, AudioError, load_audio, pad_to_window, sanitize
 from .backends import Engine
 from .frontend import Frontend
 from .model import named_probabilities
@@ -16,12 +15,12 @@ from .model import named_probabilities
 def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: tuple[str, ...],
                   timeline: bool = False) -> dict:
     """One file's result; raises AudioError for audio that is missing, undecodable or shorter than MIN_SECONDS."""
-    skipped = []
-    audio, replaced = sanitize(load_audio(path, skipped.append))
-    duration = len(audio) / SAMPLE_RATE
+    skipped, params = [], frontend.params
+    audio, replaced = sanitize(load_audio(path, skipped.append, params.sample_rate))
+    duration = len(audio) / params.sample_rate
     if duration < MIN_SECONDS:
         raise AudioError(f"{path}: too short to classify ({duration:.2f} s; at least {MIN_SECONDS} s)")
-    probs = engine.infer(frontend.file_windows(pad_to_window(audio)))
+    probs = engine.infer(frontend.file_windows(pad_to_window(audio, params.window_samples)))
     mean = probs.mean(axis=0)
     result = {
         "path": str(path),
@@ -36,7 +35,7 @@ def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: 
         result["skipped_packets"] = len(skipped)  # undecodable parts, left out
     if timeline:
         result["timeline"] = [
-            {"start": round(i * STEP_SECONDS, 3), "end": round(i * STEP_SECONDS + WINDOW_SECONDS, 3),
+            {"start": round(i * params.step_seconds, 3), "end": round(i * params.step_seconds + params.window_seconds, 3),
              "probabilities": named_probabilities(genres, p)}
             for i, p in enumerate(probs)
         ]

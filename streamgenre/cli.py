@@ -16,7 +16,8 @@ from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
-ModelOption = typer.Option(None, "--model", help="ONNX model file (default: the shipped one)")
+ModelOption = typer.Option(None, "--model", help="paper (the default: Dong 2018's CNN), musicnn (more accurate, "
+                           "about 20 times the CPU) or an ONNX model file")
 EngineOption = typer.Option("auto", "--engine", help="auto (TensorRT where it runs, else ONNX Runtime), tensorrt, onnx")
 FrontendOption = typer.Option("auto", "--frontend", help="auto (the GPU where CuPy finds one), gpu, cpu")
 Fp16Option = typer.Option(False, "--fp16", help="run TensorRT in half precision")
@@ -41,7 +42,7 @@ def classify(
     paths: list[Path] = typer.Argument(..., help="audio files (wav, au, flac, ogg, mp3, m4a, ...)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per line and file"),
     timeline: bool = typer.Option(False, "--timeline", help="add the probabilities of every window"),
-    model: Optional[Path] = ModelOption,
+    model: Optional[str] = ModelOption,
     engine_kind: str = EngineOption,
     frontend_kind: str = FrontendOption,
     fp16: bool = Fp16Option,
@@ -108,7 +109,7 @@ def listen(
     file: Optional[Path] = typer.Option(None, "--file", help="an audio file, played in real time"),
     url: Optional[str] = typer.Option(None, "--url", help="an HTTP(S)/Icecast stream"),
     average: str = AverageOption,
-    model: Optional[Path] = ModelOption,
+    model: Optional[str] = ModelOption,
     engine_kind: str = EngineOption,
     frontend_kind: str = FrontendOption,
     fp16: bool = Fp16Option,
@@ -123,7 +124,7 @@ def listen(
         fail("give one of --device, --file, --url")
     spec = str(file) if file else url if url else f"device:{device or ''}"
     loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
-    streams = _build([spec], average, realtime=True, strict=True)
+    streams = _build([spec], average, True, True, loaded.params)
     stream = streams[0]
     pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish=lambda message: None)
     pipeline.start()
@@ -147,7 +148,7 @@ def serve(
     port: Optional[int] = typer.Option(None, "--port", help="port for WebSocket and HTTP [8765]"),
     average: Optional[str] = typer.Option(None, "--average", help="last:N, ema:SECONDS or all [last:10]"),
     fast: bool = typer.Option(False, "--fast", help="read files as fast as possible instead of in real time"),
-    model: Optional[Path] = ModelOption,
+    model: Optional[str] = ModelOption,
     engine_kind: Optional[str] = typer.Option(None, "--engine", help="auto, tensorrt or onnx [auto]"),
     frontend_kind: Optional[str] = typer.Option(None, "--frontend", help="auto, gpu or cpu [auto]"),
     fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="TensorRT precision [fp32]"),
@@ -172,8 +173,9 @@ def serve(
     settings = dict(SERVE_DEFAULTS, source=[])
     if config:
         settings |= _read_config(config)
-    overrides = {"host": host, "port": port, "average": average, "engine": engine_kind, "frontend": frontend_kind,
-                 "fp16": fp16, "max_clients": max_clients, "token": token, "allow_origins": allow_origin}
+    overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
+                 "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
+                 "allow_origins": allow_origin}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
     if problem := access.check_settings():
@@ -182,8 +184,11 @@ def serve(
     if not specs:
         fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
     log = logging.getLogger("streamgenre")
-    loaded, frontend, engine = _runtime(model, settings["engine"], settings["frontend"], settings["fp16"], log.info)
-    streams = _build(specs, settings["average"], not fast, False, settings["silence_db"], settings["dead_air_seconds"])
+    loaded, frontend, engine = _runtime(settings["model"], settings["engine"], settings["frontend"], settings["fp16"],
+                                        log.info)
+    settings["params"] = loaded.params
+    streams = _build(specs, settings["average"], not fast, False, loaded.params, settings["silence_db"],
+                     settings["dead_air_seconds"])
     if lowered := access.fit_descriptors(len(streams)):
         log.warning("%s", lowered)
     log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
@@ -197,6 +202,7 @@ def serve(
         broadcaster.publish(message)
 
     pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
+    pipeline.metrics.model.info({"model": loaded.name, "engine": engine.name, "frontend": frontend.name})
 
     def reload() -> None:
         """SIGHUP (systemctl reload): reread the config's sources; the unchanged ones go on uninterrupted, new
@@ -239,7 +245,7 @@ def engine_build(
     fp16: bool = typer.Option(False, "--fp16", help="half precision"),
     max_batch: int = typer.Option(1024, "--max-batch", min=1, help="largest batch the plan takes"),
     rebuild: bool = typer.Option(False, "--rebuild", help="build even when a cached plan fits"),
-    model: Optional[Path] = ModelOption,
+    model: Optional[str] = ModelOption,
 ) -> None:
     """Build the TensorRT plan of the model for this GPU and TensorRT (or find it in the cache), for --engine."""
     from .backends import EngineError
@@ -256,7 +262,8 @@ def engine_build(
     typer.echo(f"{'built' if built else 'already cached'}: {path}")
 
 
-SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "engine": "auto", "frontend": "auto",
+SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "model": "paper", "engine": "auto",
+                  "frontend": "auto",
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS}
 
@@ -282,7 +289,7 @@ def _read_config(path: Path) -> dict:
     return data | {"source": specs}
 
 
-def _runtime(model: Optional[Path], engine_kind: str, frontend_kind: str, fp16: bool,
+def _runtime(model: Optional[str], engine_kind: str, frontend_kind: str, fp16: bool,
              log: Callable[[str], None] = lambda message: typer.echo(f"streamgenre: {message}", err=True)):
     """The model, the frontend and the engine asked for; what cannot run here is a one-line error."""
     from .backends import EngineError, create_engine
@@ -290,29 +297,31 @@ def _runtime(model: Optional[Path], engine_kind: str, frontend_kind: str, fp16: 
 
     try:
         loaded = load_model(model)
-        return loaded, create_frontend(frontend_kind), create_engine(loaded, engine_kind, fp16=fp16, log=log)
+        return (loaded, create_frontend(frontend_kind, loaded.params),
+                create_engine(loaded, engine_kind, fp16=fp16, log=log))
     except (ModelError, EngineError, FrontendError) as e:
         fail(str(e))
 
 
-def _stream(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float):
-    """The stream of one source spec; a source that cannot open becomes a broken stream that reports its error."""
+def _stream(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float, params):
+    """The stream of one source spec for a model's frontend `params`; a source that cannot open becomes a broken
+    stream that reports its error."""
     from .pipeline import Stream
     from .sources import BrokenSource, parse_source
 
     try:
-        source = parse_source(spec, realtime)
+        source = parse_source(spec, realtime, params.sample_rate)
     except AudioError as e:
         source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
-    stream = Stream(source, average, float(silence_db), float(dead_air_seconds))
+    stream = Stream(source, average, float(silence_db), float(dead_air_seconds), params)
     stream.spec = spec
     return stream
 
 
-def _build(specs: list[str], average: str, realtime: bool, strict: bool, silence_db: float = SILENCE_DB,
+def _build(specs: list[str], average: str, realtime: bool, strict: bool, params, silence_db: float = SILENCE_DB,
            dead_air_seconds: float = DEAD_AIR_SECONDS) -> list:
-    """One stream per source; with `strict` a source that cannot open is an error, else it is kept as a broken
-    stream that reports its error."""
+    """One stream per source, for a model's frontend `params`; with `strict` a source that cannot open is an error,
+    else it is kept as a broken stream that reports its error."""
     import logging
 
     from .pipeline import Average
@@ -322,7 +331,7 @@ def _build(specs: list[str], average: str, realtime: bool, strict: bool, silence
         Average(average)
     except ValueError as e:
         fail(str(e))
-    streams = [_stream(spec, average, realtime, silence_db, dead_air_seconds) for spec in specs]
+    streams = [_stream(spec, average, realtime, silence_db, dead_air_seconds, params) for spec in specs]
     broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
     if broken and strict:
         fail(broken[0])
@@ -345,7 +354,7 @@ def _reloaded(current: list, specs: list[str], settings: dict, realtime: bool) -
     others are made anew."""
     kept = {s.spec: s for s in current}
     return [kept.get(spec) or _stream(spec, settings["average"], realtime, settings["silence_db"],
-                                      settings["dead_air_seconds"]) for spec in specs]
+                                      settings["dead_air_seconds"], settings["params"]) for spec in specs]
 
 
 def _fit(text: str, width: int) -> str:

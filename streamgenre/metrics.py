@@ -6,7 +6,7 @@ batch-size histograms are observed by the pipeline as it runs.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -34,6 +34,7 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("streamgenre_engine_batch_size", "Windows per engine call",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.model = Info("streamgenre_model", "The model, engine and frontend in use", registry=self.registry)
         self.tick_errors = Counter("streamgenre_pipeline_tick_errors", "Pipeline ticks that failed (windows lost)",
                                    registry=self.registry)
 

@@ -1,7 +1,8 @@
-"""The ONNX model file and its metadata: genres in output order and the frontend it was trained with.
+"""The ONNX model files and their metadata: genres in output order and the frontend each was trained with.
 
-Loading a model checks its frontend parameters against this package's frontend, so the daemon can never feed a
-model windows computed differently from the ones it learned on.
+A model file carries its frontend's parameters; loading it builds the frontend from them (or refuses the model, with
+the reason, where this frontend cannot compute them), so the daemon can never feed a model windows computed
+differently from the ones it learned on. Two models ship in `engines/`: the paper's CNN (the default) and musicnn.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import onnx
 
-from .frontend import PARAMS
+from .frontend import FrontendError, FrontendParams
 
-MODEL_FILE = "streamgenre-cnn.onnx"
+SHIPPED = {"paper": "streamgenre-cnn.onnx", "musicnn": "streamgenre-musicnn.onnx"}  # --model NAME: engines/FILE
+DEFAULT_MODEL = "paper"
 
 
 class ModelError(Exception):
@@ -28,9 +30,9 @@ def named_probabilities(genres: tuple[str, ...], probs) -> dict[str, float]:
     return {g: round(float(p), 5) for g, p in zip(genres, probs)}
 
 
-def default_model_path() -> Path:
-    """The model shipped in the top-level `engines/` folder (installed as `streamgenre.engines`)."""
-    return Path(str(files("streamgenre.engines").joinpath(MODEL_FILE)))
+def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """A model shipped in the top-level `engines/` folder (installed as `streamgenre.engines`)."""
+    return Path(str(files("streamgenre.engines").joinpath(SHIPPED[name])))
 
 
 def file_sha256(path: Path) -> str:
@@ -41,7 +43,7 @@ def file_sha256(path: Path) -> str:
 class Model:
     path: Path
     genres: tuple[str, ...]
-    frontend: dict
+    params: FrontendParams
     sha256: str
     description: str
 
@@ -50,11 +52,13 @@ class Model:
         return f"{self.path.name}@{self.sha256[:12]}"
 
 
-def load_model(path: str | Path | None = None) -> Model:
-    """Read a model's metadata and check that it was trained on this frontend."""
-    path = Path(path) if path else default_model_path()
+def load_model(model: str | Path | None = None) -> Model:
+    """A shipped model by name (`paper`, `musicnn`; None: the default) or a model file by path, with its metadata
+    read and its frontend checked."""
+    model = str(model or DEFAULT_MODEL)
+    path = shipped_model_path(model) if model in SHIPPED else Path(model)
     if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+        raise ModelError(f"{path}: no such model file (the shipped ones: {', '.join(SHIPPED)})")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError, ValueError, ... for files that are not models
@@ -62,10 +66,18 @@ def load_model(path: str | Path | None = None) -> Model:
     meta = {p.key: p.value for p in proto.metadata_props}
     if "streamgenre.frontend" not in meta or "streamgenre.genres" not in meta:
         raise ModelError(f"{path}: no streamgenre metadata (frontend parameters and genres); export it with train/")
-    frontend = json.loads(meta["streamgenre.frontend"])
-    differ = {k: (frontend.get(k), v) for k, v in PARAMS.items() if frontend.get(k) != v}
-    if differ:
-        detail = ", ".join(f"{k}={got!r} (frontend: {want!r})" for k, (got, want) in differ.items())
-        raise ModelError(f"{path}: trained with another frontend: {detail}")
-    return Model(path, tuple(json.loads(meta["streamgenre.genres"])), frontend, file_sha256(path),
+    try:
+        params = FrontendParams.from_metadata(json.loads(meta["streamgenre.frontend"]))
+    except (FrontendError, ValueError, TypeError) as e:
+        raise ModelError(f"{path}: cannot build its frontend: {e}") from None
+    if (shape := _input_shape(proto)) != (1, params.n_mels, params.window_frames):
+        raise ModelError(f"{path}: its input is {shape}, not (N, 1, {params.n_mels}, {params.window_frames}) as its "
+                         "frontend parameters say")
+    return Model(path, tuple(json.loads(meta["streamgenre.genres"])), params, file_sha256(path),
                  meta.get("streamgenre.description", ""))
+
+
+def _input_shape(proto) -> tuple:
+    """The first input's shape after the batch dimension (None for a dimension without a fixed size)."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:])

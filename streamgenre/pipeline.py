@@ -1,7 +1,7 @@
 """Streams, batching and running averages: from ring buffers to prediction messages.
 
 One thread polls every stream. A stream is read only once its ring holds enough audio for its next window, cut into
-steps of STEP_FRAMES frames; the steps of all streams ready in one tick go through the frontend as one batch (on the
+steps of the model's step_frames frames; the steps of all streams ready in one tick go through the frontend as one batch (on the
 CPU or the GPU), the windows they complete through the engine as one batch, and each result becomes a message for
 the broadcast.
 """
@@ -17,10 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .audio import (HOP_LENGTH, N_FFT, SAMPLE_RATE, STEP_FRAMES, STEP_SAMPLES, STEP_SECONDS, STEP_SPAN_SAMPLES,
-                    Resampler)
+from .audio import Resampler
 from .backends import Engine
-from .frontend import Frontend
+from .frontend import PAPER, Frontend, FrontendParams
 from .metrics import Metrics
 from .model import named_probabilities
 from .sources import Source
@@ -37,15 +36,16 @@ log = logging.getLogger("streamgenre.pipeline")
 
 
 class Average:
-    """Running average of a stream's window probabilities: `last:N`, `ema:SECONDS` (half-life) or `all`."""
+    """Running average of a stream's window probabilities: `last:N`, `ema:SECONDS` (half-life) or `all`, for windows
+    every `step_seconds`."""
 
-    def __init__(self, spec: str = "last:10"):
+    def __init__(self, spec: str = "last:10", step_seconds: float = PAPER.step_seconds):
         kind, _, arg = spec.partition(":")
         try:
             if kind == "last" and int(arg) >= 1:
                 self._recent: collections.deque | None = collections.deque(maxlen=int(arg))
             elif kind == "ema" and float(arg) > 0:
-                self._recent, self._keep = None, 0.5 ** (STEP_SECONDS / float(arg))
+                self._recent, self._keep = None, 0.5 ** (step_seconds / float(arg))
             elif kind == "all" and not arg:
                 self._recent, self._keep = None, None
             else:
@@ -77,19 +77,21 @@ def ac_level_db(audio: np.ndarray) -> float:
 
 
 class Stream:
-    """One named source with its resampler, running average and counters, cutting its audio into steps of frames."""
+    """One named source with its resampler, running average and counters, cutting its audio into steps of frames
+    of the model's frontend."""
 
     def __init__(self, source: Source, average: str, silence_db: float = SILENCE_DB,
-                 dead_air_seconds: float = DEAD_AIR_SECONDS):
+                 dead_air_seconds: float = DEAD_AIR_SECONDS, params: FrontendParams = PAPER):
         self.source = source
+        self.params = params
         self.name = source.name
         self.spec: str | None = None  # the source spec it was made from, which a reload compares
         self.created = time.monotonic()  # a source that has not delivered yet has STALE_SECONDS from here
-        self.resample = Resampler(source.rate) if source.rate != SAMPLE_RATE else None
-        self.average = Average(average)
+        self.resample = Resampler(source.rate, to_rate=params.sample_rate) if source.rate != params.sample_rate else None
+        self.average = Average(average, params.step_seconds)
         self.seq = 0
-        self.steps = 0  # steps of STEP_FRAMES frames cut since the start
-        self.samples_in = 0  # samples at 22050 Hz read from the source
+        self.steps = 0  # steps of frames cut since the start
+        self.samples_in = 0  # samples at the model's rate read from the source
         self._pending = np.zeros(0, np.float32)  # those from the start of the next step on
         self.late = 0
         self.invalid = 0  # windows whose probabilities were not finite numbers (not sent)
@@ -101,8 +103,9 @@ class Stream:
 
     def _needed(self) -> int:
         """Samples (at the source's rate) still missing for the next window: two steps for the first one."""
-        missing = STEP_SPAN_SAMPLES + (STEP_SAMPLES if self.steps == 0 else 0) - len(self._pending)
-        return int(missing * self.source.rate / SAMPLE_RATE) + 1
+        params = self.params
+        missing = params.step_span_samples + (params.step_samples if self.steps == 0 else 0) - len(self._pending)
+        return int(missing * self.source.rate / params.sample_rate) + 1
 
     @property
     def exhausted(self) -> bool:
@@ -121,16 +124,16 @@ class Stream:
         self.level_db = float(10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12))
         converted = self.resample(audio) if self.resample else audio
         self.samples_in += len(converted)
-        pending, start, out = np.concatenate([self._pending, converted]), 0, []
-        while len(pending) - start >= STEP_SPAN_SAMPLES:
+        pending, start, out, params = np.concatenate([self._pending, converted]), 0, [], self.params
+        while len(pending) - start >= params.step_span_samples:
             self.steps += 1
-            end_sample = (self.steps * STEP_FRAMES - 1) * HOP_LENGTH + N_FFT  # at 22050 Hz, counted like samples_in
-            behind = int((self.samples_in - end_sample) * self.source.rate / SAMPLE_RATE)  # newer samples read
-            span = pending[start : start + STEP_SPAN_SAMPLES]
+            end_sample = (self.steps * params.step_frames - 1) * params.hop_length + params.n_fft  # like samples_in
+            behind = int((self.samples_in - end_sample) * self.source.rate / params.sample_rate)  # newer samples read
+            span = pending[start : start + params.step_span_samples]
             level, self._step_level = self._step_level, ac_level_db(span)
-            out.append((span, self.steps > 1, end_sample / SAMPLE_RATE, ring.arrival_time(ring.read - behind),
+            out.append((span, self.steps > 1, end_sample / params.sample_rate, ring.arrival_time(ring.read - behind),
                         max(level, self._step_level)))
-            start += STEP_SAMPLES
+            start += params.step_samples
         self._pending = pending[start:]
         return out
 

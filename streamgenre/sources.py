@@ -90,7 +90,7 @@ class Source:
             if self._stop.is_set():
                 return
             if realtime:
-                ahead = started + sent / SAMPLE_RATE - time.monotonic()
+                ahead = started + sent / self.rate - time.monotonic()
                 if ahead > 0:
                     self._stop.wait(ahead)
                 elif ahead < -1.0:  # a stalled feed: do not burst to catch up
@@ -107,15 +107,15 @@ class FileSource(Source):
 
     kind = "file"
 
-    def __init__(self, name: str, path: str | Path, realtime: bool = True):
-        super().__init__(name)
+    def __init__(self, name: str, path: str | Path, realtime: bool = True, rate: int = SAMPLE_RATE):
+        super().__init__(name, rate)
         self.path = str(path)
         self.realtime = realtime
         check_file(path)
 
     def run(self) -> None:
         with open_container(self.path) as container:
-            self.write_paced(decode_chunks(container, self.path, self.skip), self.realtime)
+            self.write_paced(decode_chunks(container, self.path, self.skip, self.rate), self.realtime)
         if not self._stop.is_set():
             self.report("ended", f"{self.path}: end of file")
 
@@ -128,8 +128,8 @@ class UrlSource(Source):
 
     kind = "url"
 
-    def __init__(self, name: str, url: str):
-        super().__init__(name)
+    def __init__(self, name: str, url: str, rate: int = SAMPLE_RATE):
+        super().__init__(name, rate)
         self.url = url
         self.shown = redact(url)  # what messages and the log say: no password, no query values
 
@@ -154,7 +154,7 @@ class UrlSource(Source):
                 reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
                 with open_container(reader, CONNECT_TIMEOUT, self.shown) as container:
                     self.error = None
-                    self.write_paced(decode_chunks(container, self.shown, self.skip), realtime=True)
+                    self.write_paced(decode_chunks(container, self.shown, self.skip, self.rate), realtime=True)
             self.fail(f"{self.shown}: the stream ended")
         except AudioError as e:
             self.fail(str(e).replace(self.url, self.shown))
@@ -199,7 +199,7 @@ class IcyReader:
 
 class DeviceSource(Source):
     """A sound card through PortAudio. The callback only copies into the ring buffer (downmixing in place) and
-    counts overflows; resampling to 22050 Hz happens on the consumer side."""
+    counts overflows; resampling to the model's rate happens on the consumer side."""
 
     kind = "device"
 
@@ -286,13 +286,15 @@ def find_device(spec: str | int | None) -> int:
     return matches[0]["index"]
 
 
-def parse_source(spec: str, realtime: bool = True) -> Source:
-    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL`; the name defaults to the device, file stem or host."""
+def parse_source(spec: str, realtime: bool = True, rate: int = SAMPLE_RATE) -> Source:
+    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL`; the name defaults to the device, file stem or host. Files
+    and streams are decoded at `rate` (the model's); a sound card delivers its own."""
     name, target = spec.split("=", 1) if re.match(r"^[\w.-]+=", spec) else ("", spec)
     if target.startswith("device:") or target == "device":
         source: Source = DeviceSource(name or "device", target.partition(":")[2] or None)
     elif re.match(r"^(https?|icy)://", target):
-        source = UrlSource(name or urllib.parse.urlsplit(target).hostname or "stream", target.replace("icy://", "http://", 1))
+        host = urllib.parse.urlsplit(target).hostname
+        source = UrlSource(name or host or "stream", target.replace("icy://", "http://", 1), rate)
     else:
-        source = FileSource(name or Path(target).stem, target, realtime)
+        source = FileSource(name or Path(target).stem, target, realtime, rate)
     return source

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from streamgenre.audio import STEP_SAMPLES, STEP_SPAN_SAMPLES
+from streamgenre.frontend import PAPER, FrontendParams
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_MUSIC = sorted((SHARED / "data" / "music").glob("*.ogg"))
@@ -52,7 +52,7 @@ def write_audio(path: Path, audio: np.ndarray, rate: int = 22050) -> Path:
     return path
 
 
-def step_spans(x: np.ndarray) -> list[np.ndarray]:
-    """The audio of each step of STEP_FRAMES frames, as a stream cuts it."""
-    n = (len(x) - STEP_SPAN_SAMPLES) // STEP_SAMPLES + 1
-    return [x[k * STEP_SAMPLES : k * STEP_SAMPLES + STEP_SPAN_SAMPLES] for k in range(n)]
+def step_spans(x: np.ndarray, params: FrontendParams = PAPER) -> list[np.ndarray]:
+    """The audio of each step of frames, as a stream cuts it."""
+    n = (len(x) - params.step_span_samples) // params.step_samples + 1
+    return [x[k * params.step_samples : k * params.step_samples + params.step_span_samples] for k in range(n)]

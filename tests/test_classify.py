@@ -37,6 +37,17 @@ def test_json_lines_for_every_format(files):
     assert wav["probabilities"] == flac["probabilities"]  # lossless formats decode to the same numbers
 
 
+def test_the_musicnn_model_classifies_the_same_files_at_its_own_rate(files):
+    """`--model musicnn`: files decoded at 16 kHz, windows of 186 frames every 93 (2.99 s every 1.49 s)."""
+    run = classify("--json", "--timeline", "--model", "musicnn", files["wav"], files["mp3"])
+    assert run.returncode == 0, run.stderr
+    wav, mp3 = [json.loads(line) for line in run.stdout.splitlines()]
+    assert wav["windows"] == 1 + (12 * 16000 - (512 + 256 * 185)) // (93 * 256) == len(wav["timeline"])
+    assert wav["timeline"][1]["start"] == pytest.approx(93 * 256 / 16000, abs=1e-3)
+    assert abs(sum(wav["probabilities"].values()) - 1) < 1e-3 and wav["genre"] in wav["probabilities"]
+    assert max(abs(wav["probabilities"][g] - mp3["probabilities"][g]) for g in wav["probabilities"]) < 0.1  # lossy copy
+
+
 def test_timeline_and_table(files):
     run = classify("--json", "--timeline", files["wav"])
     result = json.loads(run.stdout)
@@ -67,4 +78,4 @@ def test_bad_files_are_reported_and_the_rest_still_classified(tmp_path, files):
 
 def test_missing_model_is_a_clear_error(files, tmp_path):
     run = classify("--model", tmp_path / "none.onnx", files["wav"])
-    assert run.returncode == 2 and run.stderr.strip() == f"streamgenre: error: {tmp_path / 'none.onnx'}: no such model file"
+    assert run.returncode == 2 and run.stderr.strip() == f"streamgenre: error: {tmp_path / 'none.onnx'}: no such model file (the shipped ones: paper, musicnn)"

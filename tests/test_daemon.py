@@ -7,7 +7,10 @@ import socket
 import subprocess
 import sys
 
+import urllib.request
+
 import numpy as np
+import pytest
 import soundfile
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
@@ -15,17 +18,24 @@ import json
 
 from conftest import synth_music, write_audio
 from daemon import collect, gather, predictions, running_daemon
+from streamgenre.model import SHIPPED, load_model
 from streamgenre.server import BACKLOG, Broadcaster
 
 PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "genre", "confidence",
                    "dead_air", "level_db", "title"}
 
 
-def test_file_in_real_time_gives_hello_then_a_prediction_every_1_49_s(music_file):
-    with running_daemon(f"song={music_file}") as (port, _):
+@pytest.mark.parametrize("model", SHIPPED)
+def test_file_in_real_time_gives_hello_then_a_prediction_every_1_49_s(music_file, model):
+    """Once per shipped model: the same protocol and rhythm (each model's own step), the model named."""
+    loaded = load_model(model)
+    with running_daemon(f"song={music_file}", "--model", model) as (port, _):
         got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 5, timeout=20)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert f'streamgenre_model_info{{engine="onnx",frontend="cpu",model="{loaded.name}"}} 1.0' in metrics
     hello = got[0][1]
     assert hello["type"] == "hello" and hello["version"] == 1 and len(hello["genres"]) == 10
+    assert hello["model"] == loaded.name and loaded.path.name == SHIPPED[model]
     assert hello["streams"] == [{"name": "song", "kind": "file", "error": None}]
     preds = predictions(got)
     assert len(preds) >= 5
@@ -34,9 +44,11 @@ def test_file_in_real_time_gives_hello_then_a_prediction_every_1_49_s(music_file
         assert p["genre"] in hello["genres"] and abs(sum(p["probabilities"].values()) - 1) < 1e-3
         assert p["confidence"] == max(p["average"].values()) and p["latency_ms"] < 500
     assert [p["seq"] for p in preds] == list(range(preds[0]["seq"], preds[0]["seq"] + len(preds)))
-    assert np.allclose(np.diff([p["time"] for p in preds]), 128 * 256 / 22050, atol=1e-3)
+    step = loaded.params.step_seconds  # 128 frames of 256 samples at 22050 Hz, or 93 of 256 at 16000 Hz
+    assert abs(step - 1.487) < 0.002
+    assert np.allclose(np.diff([p["time"] for p in preds]), step, atol=1e-3)
     arrivals = [t for t, m in got if m["type"] == "prediction"]
-    assert np.allclose(np.diff(arrivals), 1.486, atol=0.35)  # paced like live audio
+    assert np.allclose(np.diff(arrivals), step, atol=0.35)  # paced like live audio
 
 
 def test_bad_sources_and_clients_do_not_stop_the_others(tmp_path, music_file):

@@ -8,7 +8,7 @@ import onnx
 from streamgenre.backends import create_engine
 from streamgenre.frontend import _constants, create_frontend
 from streamgenre.logs import RepeatFilter
-from streamgenre.model import default_model_path, load_model
+from streamgenre.model import shipped_model_path, load_model
 from streamgenre.pipeline import Pipeline, Stream
 from streamgenre.sources import FileSource
 
@@ -16,7 +16,7 @@ from streamgenre.sources import FileSource
 def fixed_batch_model(tmp_path):
     """The shipped model with its batch fixed at 1, as a careless export leaves it: ONNX Runtime refuses a batch of
     several windows, which the pipeline makes whenever several are ready in one tick."""
-    proto = onnx.load(str(default_model_path()))
+    proto = onnx.load(str(shipped_model_path()))
     for value in (proto.graph.input[0], proto.graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_value = 1
     path = tmp_path / "batch1.onnx"

@@ -2,39 +2,47 @@ import librosa
 import numpy as np
 import pytest
 
-from conftest import SHARED_MUSIC, step_spans
+from conftest import SHARED_MUSIC, step_spans, synth_music
 from streamgenre import audio
 from streamgenre.gpu import find_gpu
-from streamgenre.frontend import Frontend, FrontendError, create_frontend, log_mel, mel_filters, mel_frames, windows
+from streamgenre.frontend import (PAPER, Frontend, FrontendError, FrontendParams, create_frontend, log_mel, mel_filters,
+                                  mel_frames, windows)
+from train.musicnn import MUSICNN
 
 
-def librosa_log_mel(x: np.ndarray) -> np.ndarray:
-    mel = librosa.feature.melspectrogram(y=x, sr=22050, n_fft=512, hop_length=256, n_mels=64, fmax=10000.0,
-                                         center=False)
-    return np.log1p(mel)
+MODELS = pytest.mark.parametrize("params", [PAPER, MUSICNN], ids=["paper", "musicnn"])
 
 
-def assert_parity(x: np.ndarray) -> None:
-    ours, ref = log_mel(x), librosa_log_mel(x)
-    assert ours.shape == ref.shape
+def librosa_log_mel(x: np.ndarray, params: FrontendParams) -> np.ndarray:
+    mel = librosa.feature.melspectrogram(y=x, sr=params.sample_rate, n_fft=params.n_fft, hop_length=params.hop_length,
+                                         n_mels=params.n_mels, fmax=params.f_max, center=False)
+    return np.log1p(mel) if params.log == "log1p" else np.log10(1 + 10000 * mel)
+
+
+def assert_parity(x: np.ndarray, params: FrontendParams) -> None:
+    ours, ref = log_mel(x, params.sample_rate, params), librosa_log_mel(x, params)
+    assert ours.shape == ref.shape == (params.n_mels, params.frame_count(len(x)))
     assert np.abs(ours - ref).max() / np.abs(ref).max() < 1e-5  # relative to the spectrogram's range
     audible = ref > 1e-2
     assert (np.abs(ours - ref)[audible] / ref[audible]).max() < 1e-5  # and element by element where it is audible
 
 
-def test_filterbank_asset_is_librosas():
-    ref = librosa.filters.mel(sr=22050, n_fft=512, n_mels=64, fmax=10000.0)
-    np.testing.assert_allclose(mel_filters(), ref, rtol=1e-6, atol=1e-9)
+@pytest.mark.parametrize("rate,n_mels,f_max", [(22050, 64, 10000.0), (16000, 96, 8000.0), (44100, 128, 22050.0)])
+def test_filterbank_is_librosas(rate, n_mels, f_max):
+    ref = librosa.filters.mel(sr=rate, n_fft=512, n_mels=n_mels, fmax=f_max)
+    np.testing.assert_allclose(mel_filters(rate, 512, n_mels, f_max), ref, rtol=1e-5, atol=1e-8)
 
 
-def test_parity_with_librosa_on_synthetic_music(music):
-    assert_parity(music)
+@MODELS
+def test_parity_with_librosa_on_synthetic_music(params):
+    assert_parity(synth_music(20.0, rate=params.sample_rate), params)
 
 
 @pytest.mark.skipif(not SHARED_MUSIC, reason="../shared/data/music is not here")
+@MODELS
 @pytest.mark.parametrize("path", SHARED_MUSIC[:2], ids=lambda p: p.stem[:20])
-def test_parity_with_librosa_on_real_music(path):
-    assert_parity(audio.load_audio(path)[: 30 * 22050])
+def test_parity_with_librosa_on_real_music(path, params):
+    assert_parity(audio.load_audio(path, rate=params.sample_rate)[: 30 * params.sample_rate], params)
 
 
 def test_window_shape_and_count(music):
@@ -59,14 +67,16 @@ def test_batched_frames_equal_one_signal_at_a_time(music):
     np.testing.assert_array_equal(mel_frames(batch)[1], mel_frames(music[1000:51000]))
 
 
+@MODELS
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streams_interleaved_in_batches_yield_exactly_the_batch_windows(music, seed):
+def test_streams_interleaved_in_batches_yield_exactly_the_batch_windows(params, seed):
     """Steps of three streams arrive in random batches (several steps of one stream in a batch too); each stream's
     windows are those of the batch form on its whole signal."""
     rng = np.random.default_rng(seed)
+    music = synth_music(20.0, rate=params.sample_rate)
     signals = [music, music[::-1].copy(), 0.5 * music]
-    queues = [step_spans(x) for x in signals]
-    frontend, got = Frontend(), [[] for _ in signals]
+    queues = [step_spans(x, params) for x in signals]
+    frontend, got = Frontend(params), [[] for _ in signals]
     frontend.open_streams(len(signals))
     while any(queues):
         ids, spans = [], []
@@ -78,7 +88,7 @@ def test_streams_interleaved_in_batches_yield_exactly_the_batch_windows(music, s
             for i, w in zip(ids, frontend.stream_windows(ids, np.stack(spans))):
                 got[i].append(w)
     for x, windows_of_stream in zip(signals, got):
-        want = windows(log_mel(x))
+        want = windows(log_mel(x, params.sample_rate, params), params)
         assert len(windows_of_stream) - 1 == len(want) > 5  # the first step only starts the first window
         np.testing.assert_array_equal(np.stack(windows_of_stream[1:]), want)
 

@@ -48,7 +48,7 @@ def test_http_routes(music_file, tmp_path):
                      "streamgenre_engine_batch_size_count", "streamgenre_clients",
                      'streamgenre_source_up{stream="gone"} 0.0', "streamgenre_audio_overwritten_samples_total"):
             assert name in metrics
-        for path in ("/nope", "/../../etc/passwd", "/assets/overlay.html", "/streamgenre/assets/mel_filters.npz"):
+        for path in ("/nope", "/../../etc/passwd", "/assets/overlay.html", "/streamgenre/assets/__init__.py"):
             assert get(port, path)[0] == 404
 
 

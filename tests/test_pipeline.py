@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from streamgenre.audio import STEP_SECONDS, load_audio
+from streamgenre.audio import load_audio
+from streamgenre.frontend import PAPER
 from streamgenre.backends import create_engine
 from streamgenre.frontend import create_frontend, log_mel, windows
 from streamgenre.model import load_model
@@ -21,7 +22,7 @@ def test_average_last_n():
 
 
 def test_average_ema_has_the_given_half_life():
-    avg = Average(f"ema:{2 * STEP_SECONDS}")  # half-life of two windows
+    avg = Average(f"ema:{2 * PAPER.step_seconds}")  # half-life of two windows
     avg.update(np.array([1.0, 0.0]))
     avg.update(np.array([0.0, 1.0]))
     value = avg.update(np.array([0.0, 1.0]))

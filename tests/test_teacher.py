@@ -1,11 +1,10 @@
-"""The distillation teacher: musicnn's MSD networks ported to PyTorch, checked against the TensorFlow original where
-TensorFlow is installed; its 96-band frontend checked against librosa's."""
+"""musicnn's MSD networks ported to PyTorch (the distillation teacher, and inside the shipped musicnn model), checked
+against the TensorFlow original where TensorFlow is installed."""
 
 import importlib.util
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import SHARED_MUSIC, synth_music
 from streamgenre.audio import WINDOW_SAMPLES, load_audio
@@ -42,37 +41,59 @@ def test_port_matches_the_tensorflow_original():
 
 @needs_weights
 def test_port_embeds_windows_and_tells_them_apart():
+    from train.musicnn import MUSICNN
     from train.teacher import Teacher, teacher_spectrograms
-    from train.musicnn import PATCH_FRAMES
 
     slow, fast = synth_music(2.97, seed=1, tempo=60), synth_music(2.2, seed=2, tempo=200)
     specs = np.concatenate([teacher_spectrograms(slow), teacher_spectrograms(fast)])
-    assert specs.shape == (2, PATCH_FRAMES, 96) and np.isfinite(specs).all()
+    assert specs.shape == (2, MUSICNN.window_frames, 96) and np.isfinite(specs).all()
     embeddings = Teacher().embed(specs)
     assert embeddings.shape == (2, 456) and np.isfinite(embeddings).all()
     assert not np.allclose(embeddings[0], embeddings[1])
 
 
-def test_teacher_frontend_matches_librosa():
-    import librosa
+def shipped_musicnn_head() -> tuple[np.ndarray, np.ndarray]:
+    """The linear genre head inside the shipped musicnn graph: (genres, 456) weight and bias."""
+    import onnx
+    from onnx import numpy_helper
 
-    from train.musicnn import TEACHER_RATE, teacher_mel
+    from streamgenre.model import shipped_model_path
 
-    audio = librosa.resample(real_windows()[0], orig_sr=22050, target_sr=TEACHER_RATE)
-    want = np.log10(1 + 10000 * librosa.feature.melspectrogram(y=audio, sr=TEACHER_RATE, hop_length=256, n_fft=512,
-                                                               n_mels=96)).T
-    got = teacher_mel(torch.from_numpy(audio)[None])[0].numpy()
-    assert got.shape == want.shape == (187, 96)
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    values = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(shipped_model_path("musicnn"))).graph.initializer}
+    return values["head.weight"], values["head.bias"]
 
 
-def test_short_clips_are_tiled_to_a_patch():
-    from train.musicnn import PATCH_FRAMES, to_patch
+def shipped_musicnn(windows: np.ndarray) -> np.ndarray:
+    from streamgenre.backends import create_engine
+    from streamgenre.model import load_model
 
-    mel = torch.arange(50 * 96, dtype=torch.float32).reshape(1, 50, 96)
-    patch = to_patch(mel)
-    assert patch.shape == (1, PATCH_FRAMES, 96)
-    assert torch.equal(patch[0, 50:100], mel[0]) and torch.equal(patch[0, 150:], mel[0, :37])
+    return create_engine(load_model("musicnn"), "onnx").infer(windows)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@needs_tensorflow
+def test_the_shipped_musicnn_graph_matches_the_tensorflow_original():
+    """The exported graph (both networks and the head) against musicnn's TensorFlow networks with the same head."""
+    from train.teacher import TensorflowTeacher, teacher_spectrograms
+
+    specs = teacher_spectrograms(real_windows())
+    weight, bias = shipped_musicnn_head()
+    want = softmax(TensorflowTeacher().embed(specs) @ weight.T + bias)
+    np.testing.assert_allclose(shipped_musicnn(specs.transpose(0, 2, 1)), want, atol=1e-4, rtol=0)
+
+
+@needs_weights
+def test_the_shipped_musicnn_graph_is_the_port_with_its_head():
+    from train.teacher import Teacher, teacher_spectrograms
+
+    specs = teacher_spectrograms(real_windows()[:4])
+    weight, bias = shipped_musicnn_head()
+    want = softmax(Teacher().embed(specs) @ weight.T + bias)
+    np.testing.assert_allclose(shipped_musicnn(specs.transpose(0, 2, 1)), want, atol=1e-5, rtol=0)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):

@@ -14,10 +14,10 @@ from streamgenre.model import ModelError, load_model
 from train.data import Track
 from train.evaluate import predict, score
 from train.export import export_onnx
-from train.net import PaperCNN
+from train.net import PaperCNN, WithSoftmax
 from train.data import window_starts
 from train.train import RECIPES, Recipe, attach_soft_targets, fit, loss
-from streamgenre.frontend import log_mel
+from streamgenre.frontend import PAPER, log_mel
 
 
 def tiny_dataset():
@@ -55,22 +55,31 @@ def test_training_learns_a_separable_task(trained):
 def test_export_round_trip(tmp_path, trained):
     net, genres, held_out = trained
     path = tmp_path / "m.onnx"
-    export_onnx(net, genres, path)
+    export_onnx(WithSoftmax(net), PAPER, genres, path)
     model = load_model(path)
-    assert model.genres == ("slow", "fast") and model.frontend["n_mels"] == 64
+    assert model.genres == ("slow", "fast") and model.params.n_mels == 64
     batch = np.stack([t.mel[:, :256] for t in held_out])
     np.testing.assert_allclose(create_engine(model).infer(batch), predict(net, batch), atol=1e-5)
 
 
-def test_a_model_for_another_frontend_is_refused(tmp_path, trained):
+@pytest.mark.parametrize("change,reason", [
+    ({"n_mels": 128, "f_max": 11025.0}, r"its input is \(1, 64, 256\), not \(N, 1, 128, 256\)"),
+    ({"log": "log2"}, "cannot build its frontend: log 'log2' is not one"),
+    ({"mel": "htk"}, "cannot build its frontend: mel 'htk'"),
+    ({"step_frames": 100}, "window_frames = 2 x step_frames"),
+    ({"f_max": 20000.0}, "f_max 20000.0 must be"),
+    ({"hop_length": 0}, r"\['hop_length'\] must be positive"),
+    ({"dither": 1}, r"unknown frontend parameters \['dither'\]"),
+])
+def test_a_model_whose_frontend_cannot_be_built_is_refused(tmp_path, trained, change, reason):
     path = tmp_path / "m.onnx"
-    export_onnx(trained[0], trained[1], path)
+    export_onnx(WithSoftmax(trained[0]), PAPER, trained[1], path)
     proto = onnx.load(str(path))
     for prop in proto.metadata_props:
         if prop.key == "streamgenre.frontend":
-            prop.value = json.dumps(json.loads(prop.value) | {"n_mels": 128, "f_max": 11025.0})
+            prop.value = json.dumps(json.loads(prop.value) | change)
     onnx.save(proto, str(path))
-    with pytest.raises(ModelError, match="another frontend: n_mels=128"):
+    with pytest.raises(ModelError, match=reason):
         load_model(path)
 
 

@@ -10,26 +10,26 @@ import onnx
 import onnxruntime
 import torch
 
-from streamgenre.audio import N_MELS, WINDOW_FRAMES
-from streamgenre.frontend import PARAMS
-from streamgenre.model import MODEL_FILE, file_sha256
+from streamgenre.frontend import PAPER, FrontendParams
+from streamgenre.model import SHIPPED, file_sha256
 from train.net import PaperCNN, WithSoftmax
 
 OPSET = 17  # parsed by TensorRT 8.6 and later
 
 
-def export_onnx(net: PaperCNN, genres: list[str], path: Path, description: str = "") -> None:
-    """One self-contained file, dynamic batch, input `mel` (N, 1, 64, 256), output `probabilities` (N, genres);
-    checked against PyTorch to 1e-5."""
-    model = WithSoftmax(net).eval()
-    example = torch.randn(3, 1, N_MELS, WINDOW_FRAMES).abs()
+def export_onnx(model: torch.nn.Module, params: FrontendParams, genres: list[str], path: Path,
+                description: str = "") -> None:
+    """One self-contained file carrying its frontend parameters, dynamic batch, input `mel` (N, 1, n_mels,
+    window_frames), output `probabilities` (N, genres); checked against PyTorch to 1e-5."""
+    model = model.eval()
+    example = torch.randn(3, 1, params.n_mels, params.window_frames).abs()
     torch.onnx.export(
         model, (example,), str(path), dynamo=False, opset_version=OPSET,
         input_names=["mel"], output_names=["probabilities"],
         dynamic_axes={"mel": {0: "batch"}, "probabilities": {0: "batch"}},
     )
     proto = onnx.load(str(path))
-    meta = {"streamgenre.frontend": json.dumps(PARAMS), "streamgenre.genres": json.dumps(genres),
+    meta = {"streamgenre.frontend": json.dumps(params.as_metadata()), "streamgenre.genres": json.dumps(genres),
             "streamgenre.description": description}
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -44,11 +44,12 @@ def export_onnx(net: PaperCNN, genres: list[str], path: Path, description: str =
 
 
 def export(net: PaperCNN, genres: list[str], out: Path, report: dict) -> Path:
-    """Write `out/<MODEL_FILE>` and `out/MODEL.md`."""
+    """Write the paper model (`out/streamgenre-cnn.onnx`) and `out/MODEL.md`."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / MODEL_FILE
+    path = out / SHIPPED["paper"]
     recipe = report["recipe"]["name"]
-    export_onnx(net, genres, path, f"Dong 2018 CNN, recipe '{recipe}', trained on {_data_names(report)}")
+    export_onnx(WithSoftmax(net), PAPER, genres, path,
+                f"Dong 2018 CNN, recipe '{recipe}', trained on {_data_names(report)}")
     (out / "MODEL.md").write_text(model_card(path, genres, report))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {out / 'MODEL.md'}")
     return path
@@ -112,7 +113,7 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
         "",
         f"- sha256: `{file_sha256(path)}`",
         f"- genres, in output order: {', '.join(genres)}",
-        f"- frontend (stored in the file and checked on load): `{json.dumps(PARAMS)}`",
+        f"- frontend (stored in the file and checked on load): `{json.dumps(PAPER.as_metadata())}`",
         f"- trained on: {_data_names(report)} (recipe `{report['recipe']['name']}`, seed {report['seed']}), "
         f"on {report.get('machine', 'a CPU')}",
         f"- recipe: `{json.dumps(report['recipe'])}`",
@@ -174,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
     report["compare"] = [json.loads(p.read_text()) for p in args.compare]
-    (args.out / "MODEL.md").write_text(model_card(args.out / MODEL_FILE, report["genres"], report))
+    (args.out / "MODEL.md").write_text(model_card(args.out / SHIPPED["paper"], report["genres"], report))
     print(f"wrote {args.out / 'MODEL.md'}")
 
 

@@ -7,15 +7,16 @@ becomes PyTorch's NCHW with the same height and width), in inference mode: batch
 moving statistics (epsilon 1e-3, TensorFlow's default), no dropout. `train/teacher.py` checks it against the
 TensorFlow original where TensorFlow is installed (tests/test_teacher.py).
 
-Input of both: (N, PATCH_FRAMES, TEACHER_MELS) `log10(1 + 10000 x)` of a 96-band mel power spectrogram of 16-kHz
-audio (n_fft 512, hop 256, centred frames), what `teacher_mel` computes. Output: MSD_musicnn's penultimate layer
-(200 values) and MSD_vgg's pool5 flattened (256 values), side by side: the embedding the genre head reads.
+Input of both: (N, frames, 96) `log10(1 + 10000 x)` of a 96-band mel power spectrogram of 16-kHz audio (n_fft 512,
+hop 256): the runtime frontend with MUSICNN's parameters, transposed. musicnn was trained on 187-frame patches of
+centred frames; windows of 186 uncentred frames (two steps of 93, as the daemon cuts them) give the same shapes
+inside both networks. Output: MSD_musicnn's penultimate layer (200 values) and MSD_vgg's pool5 flattened (256
+values), side by side: the embedding the genre head reads.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamgenre.frontend import FrontendParams
 from train.checkpoint import read_checkpoint
 
-TEACHER_RATE, TEACHER_FFT, TEACHER_HOP, TEACHER_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
+# musicnn's input (its config.py: 16 kHz, n_fft 512, hop 256, 96 bands, librosa's default mel up to 8 kHz)
+MUSICNN = FrontendParams(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_max=8000.0, log="log10(1+10000x)",
+                         window_frames=186, step_frames=93)
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 
 
@@ -147,7 +151,7 @@ class VggEmbedding(nn.Module):
 
 
 class TeacherNet(nn.Module):
-    """Both MSD networks side by side: (N, PATCH_FRAMES, 96) -> (N, 456) embeddings."""
+    """Both MSD networks side by side: (N, frames, 96) -> (N, 456) embeddings."""
 
     def __init__(self, folder: Path | None = None):
         super().__init__()
@@ -158,29 +162,3 @@ class TeacherNet(nn.Module):
 
     def forward(self, spectrograms: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.musicnn(spectrograms), self.vgg(spectrograms)], 1)
-
-
-@lru_cache(maxsize=None)
-def _mel_basis() -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=TEACHER_RATE, n_fft=TEACHER_FFT, n_mels=TEACHER_MELS)
-
-
-def teacher_mel(audio_16k: torch.Tensor) -> torch.Tensor:
-    """musicnn's input for (N, samples) 16-kHz audio: (N, frames, 96) log10(1 + 10000 mel power), frames centred
-    with zero padding (librosa's melspectrogram with its defaults)."""
-    window = torch.hann_window(TEACHER_FFT, periodic=True, device=audio_16k.device)
-    spectrum = torch.stft(audio_16k, TEACHER_FFT, TEACHER_HOP, window=window, center=True, pad_mode="constant",
-                          return_complex=True)
-    power = spectrum.real**2 + spectrum.imag**2  # (N, 257, frames)
-    basis = torch.from_numpy(_mel_basis()).to(audio_16k.device)
-    return torch.log10(1 + 10000 * (basis @ power)).transpose(1, 2)
-
-
-def to_patch(mel: torch.Tensor) -> torch.Tensor:
-    """(N, frames, 96) -> (N, PATCH_FRAMES, 96): tiled when shorter (the models' `repeat-pad`), cut when longer."""
-    frames = mel.shape[1]
-    if frames < PATCH_FRAMES:
-        mel = mel.repeat(1, -(-PATCH_FRAMES // max(frames, 1)), 1)
-    return mel[:, :PATCH_FRAMES]

@@ -4,7 +4,7 @@
 
 Embeds every student window position of every training track (3-s windows every 128 frames, the excerpts as one
 padded window) with MSD_musicnn (penultimate layer, 200 values) and MSD_vgg (pool5, flattened) and caches them in
-`train/cache/teacher-<key>.npy`; a linear genre head on these embeddings is what teaches the student. It runs on
+`train/cache/teacher-<key>-frontend.npy`; a linear genre head on these embeddings is what teaches the student. It runs on
 `train/musicnn.py`, the port to PyTorch (no TensorFlow; `pip install --no-deps musicnn==0.1.0` brings the weights),
 on the GPU where PyTorch sees one.
 
@@ -29,28 +29,27 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, load_audio, pad_to_window  # noqa: E402
-from streamgenre.frontend import frame_count  # noqa: E402
+from streamgenre.frontend import PAPER, mel_frames  # noqa: E402
 from train.data import CACHE, Track, cache_key, find_tracks, window_starts  # noqa: E402
-from train.musicnn import PATCH_FRAMES, TEACHER_MELS, TEACHER_RATE, TeacherNet, musicnn_folder, teacher_mel, to_patch  # noqa: E402
+from train.musicnn import MUSICNN, TeacherNet, musicnn_folder  # noqa: E402
 from train.train import DEVICE  # noqa: E402
 
 MODELS = ("MSD_musicnn", "MSD_vgg")
 
 
-def to_teacher_rate(audio_22k: np.ndarray) -> np.ndarray:
-    """Student-rate audio (..., samples) resampled to the teacher's 16 kHz (soxr, as librosa.load does)."""
+def to_teacher_window(audio_22k: np.ndarray) -> np.ndarray:
+    """Student-rate audio (up to one student window) resampled to the teacher's 16 kHz (soxr, as librosa.load
+    does) and zero-padded to one teacher window (the 2.98-s student window is 2 ms shorter)."""
     import soxr
 
-    audio = np.asarray(audio_22k, np.float32)
-    if audio.ndim == 1:
-        return soxr.resample(audio, SAMPLE_RATE, TEACHER_RATE)
-    return np.stack([soxr.resample(a, SAMPLE_RATE, TEACHER_RATE) for a in audio])
+    audio = soxr.resample(np.asarray(audio_22k, np.float32), SAMPLE_RATE, MUSICNN.sample_rate)
+    return pad_to_window(audio.astype(np.float32), MUSICNN.window_samples)[: MUSICNN.window_samples]
 
 
 def teacher_spectrograms(audio_22k: np.ndarray) -> np.ndarray:
-    """musicnn's input for (n, samples) student windows of audio: (n, PATCH_FRAMES, 96) float32 patches."""
-    audio = torch.from_numpy(to_teacher_rate(np.atleast_2d(audio_22k)))
-    return to_patch(teacher_mel(audio)).numpy()
+    """musicnn's input for (n, samples) student windows of audio, from the runtime frontend with MUSICNN's
+    parameters: (n, 186, 96) float32."""
+    return mel_frames(np.stack([to_teacher_window(a) for a in np.atleast_2d(audio_22k)]), MUSICNN)
 
 
 class Teacher:
@@ -60,7 +59,7 @@ class Teacher:
         self.net = TeacherNet().to(DEVICE)
 
     def embed(self, spectrograms: np.ndarray, batch: int = 64) -> np.ndarray:
-        """(N, PATCH_FRAMES, 96) -> (N, 456): both networks' embeddings side by side."""
+        """(N, frames, 96) -> (N, 456): both networks' embeddings side by side."""
         with torch.no_grad():
             parts = [self.net(torch.from_numpy(spectrograms[i : i + batch]).to(DEVICE)).cpu()
                      for i in range(0, len(spectrograms), batch)]
@@ -81,7 +80,7 @@ class TensorflowTeacher:
             graph = tf.Graph()
             with graph.as_default():
                 with tf.name_scope("model"):
-                    x = tf.compat.v1.placeholder(tf.float32, [None, PATCH_FRAMES, TEACHER_MELS])
+                    x = tf.compat.v1.placeholder(tf.float32, [None, MUSICNN.window_frames, MUSICNN.n_mels])
                     training = tf.compat.v1.placeholder(tf.bool)
                     outputs = models.define_model(x, training, name, 50)
                 embedding = outputs[-1]  # pool5 (vgg) or the penultimate layer (musicnn)
@@ -99,7 +98,7 @@ class TensorflowTeacher:
             raise RuntimeError(f"{folder}: checkpoint lacks {len(missing)} variables, e.g. {missing[:3]}")
 
     def embed(self, spectrograms: np.ndarray, batch: int = 64) -> np.ndarray:
-        """(N, PATCH_FRAMES, 96) -> (N, 456): both networks' embeddings side by side."""
+        """(N, frames, 96) -> (N, 456): both networks' embeddings side by side."""
         parts = []
         for session, x, training, embedding in self.sessions:
             out = [session.run(embedding, {x: spectrograms[i : i + batch], training: False})
@@ -112,13 +111,13 @@ def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]
     """Embeddings at every window_starts() position of every track, keyed by resolved path, cached per track."""
     out = {}
     for k, track in enumerate(tracks):
-        cached = CACHE / f"teacher-{cache_key(track.path)}-port.npy"
+        cached = CACHE / f"teacher-{cache_key(track.path)}-frontend.npy"
         if cached.exists():
             out[str(track.path.resolve())] = np.load(cached)
             continue
         audio = pad_to_window(load_audio(track.path))
         specs = teacher_spectrograms(np.stack([audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES]
-                                               for s in window_starts(frame_count(len(audio)))]))
+                                               for s in window_starts(PAPER.frame_count(len(audio)))]))
         embedding = teacher.embed(specs).astype(np.float32)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(cached, embedding)

@@ -197,20 +197,21 @@ def load_teacher(path: Path) -> dict[str, np.ndarray]:
         return {p: f[f"e{i}"] for i, p in enumerate(f["paths"])}
 
 
-def fit_head(tracks: list[Track], embeddings: dict, genres: list[str], c: float | None = None):
-    """The teacher: standardised embeddings -> balanced logistic regression; C chosen by grouped cross-validation
-    unless given."""
+def fit_head(tracks: list[Track], embeddings: dict, genres: list[str], c: float | None = None,
+             group=lambda track: track.recording, grid: tuple = HEAD_C):
+    """The teacher: standardised embeddings -> balanced logistic regression; C chosen from `grid` by cross-validation
+    grouped by `group` (by recording; by artist list where the caller knows them) unless given."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rows = [(e, genres.index(t.genre), t.recording) for t in tracks for e in embeddings[str(t.path.resolve())]]
+    rows = [(e, genres.index(t.genre), group(t)) for t in tracks for e in embeddings[str(t.path.resolve())]]
     x, y, groups = np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]), [r[2] for r in rows]
-    head = make_pipeline(StandardScaler(), LogisticRegression(C=c or HEAD_C[0], class_weight="balanced", max_iter=2000))
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=c or grid[0], class_weight="balanced", max_iter=2000))
     if c:
         return head.fit(x, y)
-    return GridSearchCV(head, {"logisticregression__C": HEAD_C}, cv=GroupKFold(3)).fit(x, y, groups=groups).best_estimator_
+    return GridSearchCV(head, {"logisticregression__C": grid}, cv=GroupKFold(3)).fit(x, y, groups=groups).best_estimator_
 
 
 def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str], recipe: Recipe, seed: int):

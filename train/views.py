@@ -139,8 +139,10 @@ def build_views(tracks: list[Track], count: int, seed: int, log=print, batch: in
 
 
 def cached_views(tracks: list[Track], count: int, seed: int, log=print) -> Views:
-    """build_views, cached in train/cache/ under the tracks, the count and the seed."""
-    key = hashlib.sha1(repr(([str(t.path) for t in tracks], count, seed)).encode()).hexdigest()[:16]
+    """build_views, cached in train/cache/ under the tracks, the count, the seed and the teacher's frontend."""
+    from train.musicnn import MUSICNN
+
+    key = hashlib.sha1(repr(([str(t.path) for t in tracks], count, seed, MUSICNN)).encode()).hexdigest()[:16]
     path = CACHE / f"views-{key}.npz"
     if path.exists():
         return Views.load(path)

@@ -24,7 +24,8 @@ class Engine(Protocol):
     description: str  # what it runs on and why it was chosen, said at start
 
     def infer(self, windows) -> np.ndarray:
-        """(N, N_MELS, WINDOW_FRAMES) float32 windows, on the host or (CuPy) on the GPU -> (N, genres) on the host."""
+        """(N, n_mels, window_frames) float32 windows of the model's frontend, on the host or (CuPy) on the GPU ->
+        (N, genres) on the host."""
 
 
 def create_engine(model: Model, kind: str = "auto", threads: int = 0, fp16: bool = False,

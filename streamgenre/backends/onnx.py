@@ -24,7 +24,7 @@ class OnnxEngine:
         self.description = f"ONNX Runtime {onnxruntime.__version__} on the CPU ({chosen})"
 
     def infer(self, windows) -> np.ndarray:
-        """(N, N_MELS, WINDOW_FRAMES) float32 windows -> (N, genres) probabilities. Windows from the GPU frontend
+        """(N, n_mels, window_frames) float32 windows -> (N, genres) probabilities. Windows from the GPU frontend
         (CuPy arrays) are copied to the host first."""
         if not isinstance(windows, np.ndarray):
             windows = windows.get()

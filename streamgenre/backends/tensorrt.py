@@ -19,12 +19,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio import N_MELS, WINDOW_FRAMES
 from ..gpu import find_gpu, gpu_identity
 from ..model import Model
 from . import EngineError
 
-INPUT = "mel"  # the ONNX model's input, (N, 1, N_MELS, WINDOW_FRAMES)
+INPUT = "mel"  # the ONNX model's input, (N, 1, n_mels, window_frames) of its frontend parameters
 DEFAULT_MAX_BATCH = 1024  # windows per call; larger batches are split
 
 
@@ -97,7 +96,8 @@ def build_plan(model: Model, key: PlanKey, path: Path) -> None:
                               "build an FP32 plan, or use TensorRT 10")
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT, *((n, 1, N_MELS, WINDOW_FRAMES) for n in (1, min(256, key.max_batch), key.max_batch)))
+    window = _window_shape(model)
+    profile.set_shape(INPUT, *((n, *window) for n in (1, min(256, key.max_batch), key.max_batch)))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -163,13 +163,18 @@ def _tensors(engine) -> tuple[list[str], list[str]]:
     return names, [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
 
 
+def _window_shape(model: Model) -> tuple[int, int, int]:
+    """One window as the model takes it, after the batch dimension."""
+    return 1, model.params.n_mels, model.params.window_frames
+
+
 def _mismatch(engine, model: Model) -> str | None:
     """Why a loaded plan does not fit the model, or None."""
     names, outputs = _tensors(engine)
     if INPUT not in names or len(outputs) != 1:
         return f"has tensors {names}, not {INPUT!r} and one output"
-    if tuple(engine.get_tensor_shape(INPUT))[1:] != (1, N_MELS, WINDOW_FRAMES):
-        return f"takes {tuple(engine.get_tensor_shape(INPUT))}, not (N, 1, {N_MELS}, {WINDOW_FRAMES})"
+    if tuple(engine.get_tensor_shape(INPUT))[1:] != _window_shape(model):
+        return f"takes {tuple(engine.get_tensor_shape(INPUT))}, not (N, *{_window_shape(model)})"
     if engine.get_tensor_shape(outputs[0])[-1] != len(model.genres):
         return f"gives {engine.get_tensor_shape(outputs[0])[-1]} outputs for a model of {len(model.genres)} genres"
     return None
@@ -191,13 +196,14 @@ class TensorRTEngine:
         self.output = _tensors(self.engine)[1][0]
         self.max_batch = int(self.engine.get_tensor_profile_shape(INPUT, 0)[2][0])
         self.genres = len(model.genres)
+        self.window = _window_shape(model)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         _, about = find_gpu()
         self.description = (f"TensorRT {trt.__version__} {'FP16' if fp16 else 'FP32'} on {about}, batches up to "
                             f"{self.max_batch}, plan {self.plan} ({chosen})")
 
     def infer(self, windows) -> np.ndarray:
-        """(N, N_MELS, WINDOW_FRAMES) windows, CuPy or NumPy -> (N, genres) probabilities on the host."""
+        """(N, n_mels, window_frames) windows, CuPy or NumPy -> (N, genres) probabilities on the host."""
         cp = self.cupy
         x = cp.ascontiguousarray(cp.asarray(windows, dtype=cp.float32))  # no copy for the GPU frontend's windows
         out = cp.empty((len(x), self.genres), cp.float32)
@@ -205,7 +211,7 @@ class TensorRTEngine:
         self.stream.wait_event(queued)
         for start in range(0, len(x), self.max_batch):
             chunk = x[start : start + self.max_batch]
-            self.context.set_input_shape(INPUT, (len(chunk), 1, N_MELS, WINDOW_FRAMES))
+            self.context.set_input_shape(INPUT, (len(chunk), *self.window))
             self.context.set_tensor_address(INPUT, chunk.data.ptr)
             self.context.set_tensor_address(self.output, out[start : start + len(chunk)].data.ptr)
             if not self.context.execute_async_v3(self.stream.ptr):

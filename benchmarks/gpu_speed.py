@@ -95,7 +95,7 @@ def main() -> None:
     except ImportError as e:  # the GPU machines have no librosa: the reference row is left out, not the benchmark
         librosa = None
         print(f"librosa skipped: {e}")
-    print(f"{'what':72} {'batch':>6} {'windows/s':>12}")
+    print(f"{'what':80} {'batch':>6} {'windows/s':>12}")
     for batch in args.batches:
         rows = [row for f, s in frontends for row in frontend_rows(f, batch, args.seconds, s)]
         if librosa is not None:
@@ -110,7 +110,7 @@ def main() -> None:
                 rows.append((f"engine {name}, windows already on the GPU",
                              rate(lambda: engine.infer(device), batch, args.seconds)))
         for name, value in rows:
-            print(f"{name:72} {batch:6d} {value:12,.0f}", flush=True)
+            print(f"{name:80} {batch:6d} {value:12,.0f}", flush=True)
     step = model.params.step_seconds
     print(f"a window is {step:.3f} s of new audio per stream: windows/s x {step:.3f} = real-time streams")
 

@@ -22,7 +22,7 @@ from streamgenre.backends import create_engine
 from streamgenre.backends.tensorrt import PlanKey, tensorrt_unavailable
 from streamgenre.frontend import Frontend, create_frontend, log_mel, windows
 from streamgenre.gpu import find_gpu
-from streamgenre.model import load_model
+from streamgenre.model import SHIPPED, load_model
 from streamgenre.pipeline import Pipeline, Stream
 from streamgenre.sources import FileSource
 
@@ -96,25 +96,33 @@ def test_plan_cache_names_everything_a_plan_depends_on(tmp_path):
 
 # --- the CuPy frontend ---
 
-def signals(music):
-    real = [audio.load_audio(p)[: 30 * 22050] for p in SHARED_MUSIC[:1]]
-    return [music, *real]
+MODELS = pytest.mark.parametrize("model", SHIPPED)
+
+
+def signals(rate: int) -> list[np.ndarray]:
+    real = [audio.load_audio(p, rate=rate)[: 30 * rate] for p in SHARED_MUSIC[:1]]
+    return [synth_music(20.0, rate=rate), *real]
 
 
 @needs_gpu
-def test_gpu_frontend_computes_the_cpu_frontend(music):
-    gpu = create_frontend("gpu")
-    for x in signals(music):
-        assert_close_relative(gpu.file_windows(x).get(), windows(log_mel(x)), 1e-4)
+@MODELS
+def test_gpu_frontend_computes_the_cpu_frontend(model):
+    params = load_model(model).params
+    cpu, gpu = Frontend(params), create_frontend("gpu", params)
+    for x in signals(params.sample_rate):
+        assert_close_relative(gpu.file_windows(x).get(), cpu.file_windows(x), 1e-4)
 
 
 @needs_gpu
-def test_gpu_frontend_batches_streams_like_the_cpu_frontend(music):
+@MODELS
+def test_gpu_frontend_batches_streams_like_the_cpu_frontend(model):
     """Three streams: their first two steps in one batch, then one step of each per batch."""
-    steps = [step_spans(x) for x in (music, music[::-1].copy(), 0.25 * music)]
+    params = load_model(model).params
+    music = synth_music(20.0, rate=params.sample_rate)
+    steps = [step_spans(x, params) for x in (music, music[::-1].copy(), 0.25 * music)]
     batches = [[(i, 0) for i in range(3)] + [(i, 1) for i in range(3)]]
     batches += [[(i, k) for i in range(3)] for k in range(2, len(steps[0]))]
-    cpu, gpu = Frontend(), create_frontend("gpu")
+    cpu, gpu = Frontend(params), create_frontend("gpu", params)
     for f in (cpu, gpu):
         f.open_streams(3)
     for batch in batches:
@@ -156,15 +164,18 @@ def test_windows():
 
 
 @needs_tensorrt
+@MODELS
 @pytest.mark.parametrize("fp16, tolerance", [(False, 1e-3), (True, 1e-2)])
-def test_tensorrt_agrees_with_onnx_runtime(plan_cache, test_windows, fp16, tolerance):
+def test_tensorrt_agrees_with_onnx_runtime(plan_cache, model, fp16, tolerance):
     from streamgenre.backends.tensorrt import TensorRTEngine
 
-    model = load_model()
-    want = create_engine(model, "onnx").infer(test_windows)
+    model = load_model(model)
+    x = np.concatenate([synth_music(20.0, rate=model.params.sample_rate, seed=s) for s in range(3)])
+    host_windows = Frontend(model.params).file_windows(x)
+    want = create_engine(model, "onnx").infer(host_windows)
     trt = TensorRTEngine(model, fp16, cache=plan_cache)
-    np.testing.assert_allclose(trt.infer(test_windows), want, atol=tolerance)
-    gpu_windows = create_frontend("gpu").file_windows(np.concatenate([synth_music(20.0, seed=s) for s in range(3)]))
+    np.testing.assert_allclose(trt.infer(host_windows), want, atol=tolerance)
+    gpu_windows = create_frontend("gpu", model.params).file_windows(x)
     np.testing.assert_allclose(trt.infer(gpu_windows), want, atol=tolerance)  # straight from the GPU frontend
 
 

@@ -30,7 +30,7 @@ MIX_SHARE = (0.2, 0.5)  # the second recording's share of a mix: the first stays
 GAIN_DB = 6.0  # +-
 TILT_DB = 6.0  # +-: the level at the top of the band against the bottom, linear in log frequency
 SPEED = 0.06  # +-6 %: about one semitone of pitch, and the tempo with it
-SHORT_PROBABILITY = 0.5  # a 2-3 s clip, zero-padded for the student (tiled by the teacher, as it was trained)
+SHORT_PROBABILITY = 0.5  # a 2-3 s clip, zero-padded to a window for both networks, as `classify` pads a clip
 SHORT_SAMPLES = (2 * SAMPLE_RATE, WINDOW_SAMPLES)
 PEAK = 0.99  # views are scaled down where a mix or a gain would clip
 

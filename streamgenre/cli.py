@@ -12,6 +12,7 @@ import typer
 from .access import MAX_CLIENTS, Access
 from .audio import AudioError
 from .model import ModelError, load_model
+from .history.recorder import HOLD_SECONDS, RETENTION_DAYS
 from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -157,6 +158,9 @@ def serve(
                                         help="clients and HTTP requests must present it (needed beyond loopback)"),
     allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin",
                                                      help="a web origin whose pages may open the WebSocket"),
+    history: Optional[str] = typer.Option(None, "--history", envvar="STREAMGENRE_HISTORY",
+                                          help="the genre log: an SQLite path, sqlite:///PATH, postgresql://... or "
+                                               "off [history.sqlite3 in the state directory]"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
@@ -175,7 +179,7 @@ def serve(
         settings |= _read_config(config)
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
-                 "allow_origins": allow_origin}
+                 "allow_origins": allow_origin, "history": history}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
     if problem := access.check_settings():
@@ -200,9 +204,12 @@ def serve(
         if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped"):
             log.warning("%s", message["message"])
         broadcaster.publish(message)
+        if recorder:
+            recorder.observe(message)
 
     pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
     pipeline.metrics.model.info({"model": loaded.name, "engine": engine.name, "frontend": frontend.name})
+    recorder = _recorder(settings, loaded.params.step_seconds, pipeline.metrics.registry)
 
     def reload() -> None:
         """SIGHUP (systemctl reload): reread the config's sources; the unchanged ones go on uninterrupted, new
@@ -227,13 +234,66 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
-        await serve_forever(pipeline, broadcaster, access, int(settings["port"]), stop)
+        await serve_forever(pipeline, broadcaster, access, int(settings["port"]), stop, recorder)
 
+    if recorder:
+        recorder.start()
     try:
         asyncio.run(main())
     except OSError as e:
         fail(f"cannot serve on {settings['host']}:{settings['port']}: {e.strerror or e}")
+    finally:
+        if recorder:
+            recorder.stop()  # after the pipeline: every open segment closed and written
     log.info("stopped")
+
+
+def _recorder(settings: dict, step_seconds: float, registry):
+    """The genre log's writer, or None where `history = "off"`."""
+    from .history import default_location
+    from .history.recorder import Recorder
+
+    location = settings["history"] or default_location()
+    if location == "off":
+        return None
+    return Recorder(location, step_seconds, registry, float(settings["history_hold_seconds"]),
+                    float(settings["history_days"]), bool(settings["history_windows"]))
+
+
+@app.command()
+def report(
+    history: Optional[str] = typer.Option(None, "--history", envvar="STREAMGENRE_HISTORY",
+                                          help="the genre log (as for serve) [history.sqlite3 in the state directory]"),
+    stream: Optional[str] = typer.Option(None, "--stream", help="one stream only"),
+    since: Optional[str] = typer.Option(None, "--since", help="2026-11-27T14:00, 2026-11-27, -24h, yesterday, ..."),
+    until: Optional[str] = typer.Option(None, "--until", help="as --since [now]"),
+    output: str = typer.Option("table", "--format", help="table, csv or json"),
+    plot_file: Optional[Path] = typer.Option(None, "--plot", help="also draw the timelines and airtime to a PNG"),
+) -> None:
+    """What aired: airtime per genre per stream, the longest segments and dead air, from the genre log."""
+    from .history import HistoryError, default_location
+    from .history.report import as_csv, as_json, as_table, clipped, parse_time, plot, summarize
+    from .history.store import read_segments
+
+    if output not in ("table", "csv", "json"):
+        fail(f"--format {output!r}: use table, csv or json")
+    location = history or default_location()
+    if "://" not in location and not Path(location).expanduser().is_file():
+        fail(f"{location}: no history there (the daemon writes it; see --history)")
+    try:
+        start, end = (parse_time(t) if t else None for t in (since, until))
+        segments = clipped(read_segments(location, stream, start, end), start, end)
+    except (ValueError, HistoryError) as e:
+        fail(str(e))
+    summary = summarize(segments)
+    typer.echo({"table": as_table, "csv": as_csv}.get(output, lambda s: as_json(s, start, end))(summary), nl=False)
+    if plot_file:
+        try:
+            plot(segments, summary, str(plot_file))
+        except ImportError:
+            fail("--plot needs matplotlib: pip install 'streamgenre[report]'")
+        except OSError as e:
+            fail(f"{plot_file}: {e.strerror or e}")
 
 
 engine_app = typer.Typer(no_args_is_help=True, help="TensorRT plans for this machine's NVIDIA GPU.")
@@ -263,7 +323,8 @@ def engine_build(
 
 
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "model": "paper", "engine": "auto",
-                  "frontend": "auto",
+                  "frontend": "auto", "history": None, "history_hold_seconds": HOLD_SECONDS,
+                  "history_days": RETENTION_DAYS, "history_windows": False,
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS}
 

@@ -1,8 +1,8 @@
 """The daemon's port: the WebSocket broadcast (protocol in docs/protocol.md) and a few plain HTTP routes.
 
 Every prediction and status message goes to every subscribed client. HTTP: `/` and `/overlay` (the OBS overlay
-page, a packaged asset), `/api/now` (latest prediction per stream), `/metrics` (Prometheus), `/healthz`; nothing
-else, and no files from disk.
+page, a packaged asset), `/api/now` (latest prediction per stream), `/api/history` (the genre log's segments),
+`/metrics` (Prometheus), `/healthz`; nothing else, and no files from disk.
 
 A slow client never delays the others: every client walks one shared backlog of the latest BACKLOG messages at its
 own pace; one that falls further behind skips the oldest, and what it skips is counted. Whatever a client sends
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
 from importlib.resources import files
@@ -157,9 +158,9 @@ class HandshakeFirst(ServerConnection):
             super().data_received(held)
 
 
-def http_routes(pipeline, broadcaster: Broadcaster, access: Access):
+def http_routes(pipeline, broadcaster: Broadcaster, access: Access, history=None):
     """`process_request` for the WebSocket server: refuse what `access` refuses, answer plain HTTP GETs, let
-    WebSocket upgrades through."""
+    WebSocket upgrades through. `history` is the genre log's recorder, or None where it is off."""
     overlay = files("streamgenre.assets").joinpath("overlay.html").read_text()
     pipeline.metrics.watch(pipeline.streams, broadcaster)
 
@@ -190,8 +191,11 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access):
             return respond(connection, HTTPStatus.OK, json.dumps(now), "application/json")
         if path == "/metrics":
             return respond(connection, HTTPStatus.OK, pipeline.metrics.text().decode(), CONTENT_TYPE_LATEST)
+        if path == "/api/history":
+            return history_response(connection, request, history, respond)
         if path == "/healthz":
             problems = [problem] if (problem := pipeline.problem()) else []
+            problems += [problem] if history and (problem := history.problem()) else []
             problems += [f"{s.name}: {problem}" for s in pipeline.streams if (problem := s.problem())]
             if problems:
                 return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, "; ".join(problems) + "\n", "text/plain")
@@ -199,6 +203,29 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access):
         return respond(connection, HTTPStatus.NOT_FOUND, "not found\n", "text/plain")
 
     return process_request
+
+
+HISTORY_LIMIT = 10_000  # segments in one /api/history answer; narrow since/until for more
+
+
+def history_response(connection, request, history, respond):
+    """GET /api/history?stream=&since=&until= (times as `streamgenre report` takes them): the segments, JSON."""
+    from .history import HistoryError
+    from .history.report import parse_time
+    from .history.store import read_segments, segment_json
+
+    if history is None:
+        return respond(connection, HTTPStatus.NOT_FOUND, "the history is off (--history off)\n", "text/plain")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+    try:
+        since, until = (parse_time(query[k][0]) if k in query else None for k in ("since", "until"))
+        rows = read_segments(history.location, query.get("stream", [None])[0], since, until, HISTORY_LIMIT)
+    except ValueError as e:
+        return respond(connection, HTTPStatus.BAD_REQUEST, f"{e}\n", "text/plain")
+    except HistoryError as e:
+        return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"{e}\n", "text/plain")
+    body = {"segments": [segment_json(r) for r in rows], "complete": len(rows) < HISTORY_LIMIT}
+    return respond(connection, HTTPStatus.OK, json.dumps(body), "application/json")
 
 
 def sd_notify(state: str) -> None:
@@ -212,12 +239,13 @@ def sd_notify(state: str) -> None:
         sock.sendto(state.encode(), address)
 
 
-async def serve(pipeline, broadcaster: Broadcaster, access: Access, port: int, stop: asyncio.Event) -> None:
+async def serve(pipeline, broadcaster: Broadcaster, access: Access, port: int, stop: asyncio.Event,
+                history=None) -> None:
     """Run the WebSocket server and the pipeline until `stop` is set; ping systemd's watchdog meanwhile."""
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
     async with websocket_serve(broadcaster.handler, access.listen, port, max_size=2**16, ping_interval=20,
-                               process_request=http_routes(pipeline, broadcaster, access),
+                               process_request=http_routes(pipeline, broadcaster, access, history),
                                create_connection=HandshakeFirst):
         pipeline.start()
         log.info("serving ws://%s:%d (at most %d clients)", access.listen, port, access.max_clients)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,14 @@ def synth_music(seconds: float, rate: int = 22050, seed: int = 0, tempo: float =
         drum = sel & (t < start + 0.05)
         out[drum] += 0.3 * rng.standard_normal(drum.sum()) * (i % 2 + 0.5)
     return (0.5 * out / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def history_in_a_temporary_folder(tmp_path_factory):
+    """Daemons started by the tests keep their genre log here, not in the user's ~/.local/share."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    for name in ("STREAMGENRE_HISTORY", "STATE_DIRECTORY"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")

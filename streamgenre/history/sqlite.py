@@ -1,0 +1,48 @@
+"""The genre log in an SQLite file (the default): WAL mode, so readers (the report, /api/history) never block the
+writer, and a `kill -9` or a power cut loses at most the transactions not yet committed, never the file."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from .store import HistoryError, Store
+
+
+class SqliteStore(Store):
+    name = "sqlite"
+    placeholder_style = "named"
+
+    def __init__(self, path: str | Path):
+        path = Path(path).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable to the last checkpoint, never corrupt
+        except (OSError, sqlite3.Error) as e:
+            raise HistoryError(f"{path}: cannot open the history database: {e}") from None
+        super().__init__(connection, str(path))
+
+    def version(self) -> int:
+        found = self.connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+        if not found:
+            return 0
+        row = self.connection.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextlib.contextmanager
+    def transaction(self):
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        else:
+            cursor.execute("COMMIT")
+        finally:
+            cursor.close()

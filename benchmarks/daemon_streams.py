@@ -1,12 +1,14 @@
 """How many real-time streams one daemon sustains on the CPU engine, with no late window.
 
     python benchmarks/daemon_streams.py [--model paper|musicnn] [--streams 100 250 500 750] [--seconds 30]
+                                        [--history PATH|postgresql://...]
 
 For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
 feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
 real pipeline (frontend, batched ONNX Runtime engine, running averages) and the real WebSocket server to one real
 client that receives every message. Prints windows classified, late windows (> 0.5 s after their last sample
-arrived), audio-to-message latency p50/p99, batch sizes, and CPU time per stream.
+arrived), audio-to-message latency p50/p99, batch sizes, and CPU time per stream. With `--history`, each stream
+count runs twice, without and with the genre log written to that database (a fresh SQLite file per run is best).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from streamgenre.access import Access
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
 from streamgenre.frontend import create_frontend, limit_blas_threads
+from streamgenre.history.recorder import Recorder
 from streamgenre.model import load_model
 from streamgenre.pipeline import LATE_SECONDS, Pipeline, Stream
 from streamgenre.server import Broadcaster, serve
@@ -71,11 +74,21 @@ def feed(sources: list[Source], audio: np.ndarray, params, stop: threading.Event
         stop.wait(0.02)
 
 
-def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> dict:
+def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, history: str | None = None) -> dict:
     sources = [FedSource(f"s{i}", model.params.sample_rate) for i in range(n)]
     streams = [Stream(s, "last:10", params=model.params) for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
-    pipeline = Pipeline(streams, frontend, engine, model.genres, broadcaster.publish)
+    recorder = None
+
+    def publish(message: dict) -> None:
+        broadcaster.publish(message)
+        if recorder:
+            recorder.observe(message)
+
+    pipeline = Pipeline(streams, frontend, engine, model.genres, publish)
+    if history:
+        recorder = Recorder(history, model.params.step_seconds, pipeline.metrics.registry)
+        recorder.start()
     received = 0
 
     async def main():
@@ -104,6 +117,8 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> d
         stop_feed.set()
         stop.set()
         await server
+        if recorder:
+            recorder.stop()
         cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         lat = np.array(pipeline.latencies) * 1000
         calls = pipeline.metrics.registry.get_sample_value("streamgenre_engine_batch_size_count") - calls0
@@ -114,6 +129,9 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine) -> d
             "cpu_percent": 100 * cpu / (wall1 - wall0), "cpu_ms_per_stream_second": 1000 * cpu / (wall1 - wall0) / n,
             "mean_batch": (sum(s.seq for s in streams) - windows0) / max(calls, 1),
             "overwritten": sum(s.source.ring.overwritten for s in streams),
+            "history": "on" if recorder else "off",
+            "history_rows": pipeline.metrics.registry.get_sample_value("streamgenre_history_rows_written_total"),
+            "history_errors": recorder.error if recorder else None,
         }
 
     return asyncio.run(main())
@@ -126,6 +144,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--engine", default="auto", help="auto, tensorrt or onnx")
     parser.add_argument("--frontend", default="auto", help="auto, gpu or cpu")
+    parser.add_argument("--history", help="also run each count with the genre log written here")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)
@@ -134,13 +153,16 @@ def main() -> None:
     print(f"model {model.name}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{engine.description}; "
           f"frontend: {frontend.description}")
-    print(f"{'streams':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
-          f"{'CPU ms/stream/s':>15} {'batch':>6} {'lost':>6}")
+    print(f"{'streams':>7} {'history':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
+          f"{'CPU ms/stream/s':>15} {'batch':>6} {'lost':>6} {'rows':>6}")
     for n in args.streams:
-        r = run(n, args.seconds, audio, model, frontend, engine)
-        print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
-              f"{r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} {r['mean_batch']:6.1f} "
-              f"{r['overwritten']:6d}", flush=True)
+        for history in [None, args.history] if args.history else [None]:
+            r = run(n, args.seconds, audio, model, frontend, engine, history)
+            print(f"{r['streams']:7d} {r['history']:>7} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} "
+                  f"{r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} "
+                  f"{r['mean_batch']:6.1f} {r['overwritten']:6d} {r['history_rows'] or 0:6.0f}", flush=True)
+            if r["history_errors"]:
+                print(f"history error: {r['history_errors']}")
     print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import SHARED_MUSIC, synth_music, write_audio
+from conftest import SHARED_MUSIC, write_audio
 from daemon import collect, free_port, predictions, running_daemon
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine

@@ -13,6 +13,7 @@ from .access import MAX_CLIENTS, Access
 from .audio import AudioError
 from .model import ModelError, load_model
 from .history.recorder import HOLD_SECONDS, RETENTION_DAYS
+from .cluster import SHARD_SIZE
 from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -161,6 +162,9 @@ def serve(
     history: Optional[str] = typer.Option(None, "--history", envvar="STREAMGENRE_HISTORY",
                                           help="the genre log: an SQLite path, sqlite:///PATH, postgresql://... or "
                                                "off [history.sqlite3 in the state directory]"),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="ray or ray://HOST:PORT: spread the streams over "
+                                          "a Ray cluster, this process their coordinator [off]"),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="streams per shard [100]"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
@@ -168,7 +172,6 @@ def serve(
     import logging
     import signal
 
-    from .pipeline import Pipeline
     from .server import PROTOCOL_VERSION, Broadcaster, serve as serve_forever
 
     from .logs import configure
@@ -179,7 +182,7 @@ def serve(
         settings |= _read_config(config)
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
-                 "allow_origins": allow_origin, "history": history}
+                 "allow_origins": allow_origin, "history": history, "cluster": cluster, "shard_size": shard_size}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
     if problem := access.check_settings():
@@ -188,27 +191,20 @@ def serve(
     if not specs:
         fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
     log = logging.getLogger("streamgenre")
-    loaded, frontend, engine = _runtime(settings["model"], settings["engine"], settings["frontend"], settings["fp16"],
-                                        log.info)
-    settings["params"] = loaded.params
-    streams = _build(specs, settings["average"], not fast, False, loaded.params, settings["silence_db"],
-                     settings["dead_air_seconds"])
-    if lowered := access.fit_descriptors(len(streams)):
-        log.warning("%s", lowered)
-    log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
+    recorder = None
     broadcaster = Broadcaster(lambda: {
         "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
         "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error} for s in pipeline.streams]})
 
     def publish(message: dict) -> None:
-        if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped"):
+        if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped", "interrupted"):
             log.warning("%s", message["message"])
         broadcaster.publish(message)
         if recorder:
             recorder.observe(message)
 
-    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
-    pipeline.metrics.model.info({"model": loaded.name, "engine": engine.name, "frontend": frontend.name})
+    build = _cluster_pipeline if settings["cluster"] else _single_pipeline
+    pipeline, loaded, serve_specs = build(settings, specs, not fast, publish, access)
     recorder = _recorder(settings, loaded.params.step_seconds, pipeline.metrics.registry)
 
     def reload() -> None:
@@ -222,12 +218,11 @@ def serve(
         except typer.Exit:
             log.error("reload: %s is not valid (said above); the streams are unchanged", config)
             return
-        new = _reloaded(pipeline.streams, list(sources or []) + fresh["source"], settings, not fast)
+        new = list(sources or []) + fresh["source"]
         if duplicate := _duplicate_name(new):
             log.error("reload: two sources are named %r; the streams are unchanged", duplicate)
             return
-        pipeline.replace_streams(new)
-        log.info("reload: %d streams (%d new)", len(new), sum(not any(n is s for s in pipeline.streams) for n in new))
+        serve_specs(new)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -246,6 +241,64 @@ def serve(
         if recorder:
             recorder.stop()  # after the pipeline: every open segment closed and written
     log.info("stopped")
+
+
+def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, access):
+    """The embedded default: every stream in this process. Returns the pipeline, the model and how a reload
+    serves new specs."""
+    import logging
+
+    from .pipeline import Pipeline, reloaded_streams, stream_from_spec
+
+    log = logging.getLogger("streamgenre")
+    loaded, frontend, engine = _runtime(settings["model"], settings["engine"], settings["frontend"], settings["fp16"],
+                                        log.info)
+    streams = _build(specs, settings["average"], realtime, False, loaded.params, settings["silence_db"],
+                     settings["dead_air_seconds"])
+    if lowered := access.fit_descriptors(len(streams)):
+        log.warning("%s", lowered)
+    log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
+    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
+    pipeline.metrics.model.info({"model": loaded.name, "engine": engine.name, "frontend": frontend.name})
+
+    def serve_specs(new_specs: list[str]) -> None:
+        new = reloaded_streams(pipeline.streams, new_specs, lambda spec: stream_from_spec(
+            spec, settings["average"], realtime, settings["silence_db"], settings["dead_air_seconds"], loaded.params))
+        pipeline.replace_streams(new)
+        log.info("reload: %d streams (%d new)", len(new), sum(not any(n is s for s in pipeline.streams) for n in new))
+
+    return pipeline, loaded, serve_specs
+
+
+def _cluster_pipeline(settings: dict, specs: list[str], realtime: bool, publish, access):
+    """`--cluster ray[://ADDRESS]`: the streams in shards on a Ray cluster, this process their coordinator."""
+    import logging
+
+    log = logging.getLogger("streamgenre")
+    try:
+        from .cluster.coordinator import ClusterPipeline, ray_address, shard_settings
+
+        address = ray_address(settings["cluster"])
+        loaded = load_model(settings["model"])
+    except ImportError:
+        fail("--cluster needs Ray: pip install 'streamgenre[cluster]'")
+    except (ValueError, ModelError) as e:
+        fail(str(e))
+    if duplicate := _duplicate_name(specs):
+        fail(f"two sources are named {duplicate!r}: name them with NAME=SOURCE")
+    try:
+        pipeline = ClusterPipeline(address, specs, shard_settings(settings, realtime), int(settings["shard_size"]),
+                                   publish)
+    except Exception as e:  # Ray's errors for a cluster it cannot reach or start
+        fail(f"--cluster {settings['cluster']}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
+    log.info("model %s; %s", loaded.name, pipeline.description)
+    pipeline.metrics.model.info({"model": loaded.name, "engine": settings["engine"], "frontend": settings["frontend"]})
+
+    def serve_specs(new_specs: list[str]) -> None:
+        pipeline.reconfigure(new_specs)
+        log.info("reload: %d streams on %d shards", len(pipeline.streams), len(pipeline.shards))
+
+    return pipeline, loaded, serve_specs
 
 
 def _recorder(settings: dict, step_seconds: float, registry):
@@ -324,7 +377,8 @@ def engine_build(
 
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "model": "paper", "engine": "auto",
                   "frontend": "auto", "history": None, "history_hold_seconds": HOLD_SECONDS,
-                  "history_days": RETENTION_DAYS, "history_windows": False,
+                  "history_days": RETENTION_DAYS, "history_windows": False, "cluster": None,
+                  "shard_size": SHARD_SIZE, "shard_cpus": 1,
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS}
 
@@ -364,35 +418,20 @@ def _runtime(model: Optional[str], engine_kind: str, frontend_kind: str, fp16: b
         fail(str(e))
 
 
-def _stream(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float, params):
-    """The stream of one source spec for a model's frontend `params`; a source that cannot open becomes a broken
-    stream that reports its error."""
-    from .pipeline import Stream
-    from .sources import BrokenSource, parse_source
-
-    try:
-        source = parse_source(spec, realtime, params.sample_rate)
-    except AudioError as e:
-        source = BrokenSource(spec.split("=", 1)[0] if "=" in spec else spec, str(e))
-    stream = Stream(source, average, float(silence_db), float(dead_air_seconds), params)
-    stream.spec = spec
-    return stream
-
-
 def _build(specs: list[str], average: str, realtime: bool, strict: bool, params, silence_db: float = SILENCE_DB,
            dead_air_seconds: float = DEAD_AIR_SECONDS) -> list:
     """One stream per source, for a model's frontend `params`; with `strict` a source that cannot open is an error,
     else it is kept as a broken stream that reports its error."""
     import logging
 
-    from .pipeline import Average
+    from .pipeline import Average, stream_from_spec
     from .sources import BrokenSource
 
     try:
         Average(average)
     except ValueError as e:
         fail(str(e))
-    streams = [_stream(spec, average, realtime, silence_db, dead_air_seconds, params) for spec in specs]
+    streams = [stream_from_spec(spec, average, realtime, silence_db, dead_air_seconds, params) for spec in specs]
     broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
     if broken and strict:
         fail(broken[0])
@@ -406,16 +445,11 @@ def _build(specs: list[str], average: str, realtime: bool, strict: bool, params,
 
 
 def _duplicate_name(streams: list) -> str | None:
-    names = [s.name for s in streams]
+    """The first name that two streams (or two source specs) share, or None."""
+    from .sources import split_spec
+
+    names = [split_spec(s)[0] if isinstance(s, str) else s.name for s in streams]
     return next((n for n in names if names.count(n) > 1), None)
-
-
-def _reloaded(current: list, specs: list[str], settings: dict, realtime: bool) -> list:
-    """The streams after a reload: a stream whose spec is unchanged is kept (the same object, uninterrupted), the
-    others are made anew."""
-    kept = {s.spec: s for s in current}
-    return [kept.get(spec) or _stream(spec, settings["average"], realtime, settings["silence_db"],
-                                      settings["dead_air_seconds"], settings["params"]) for spec in specs]
 
 
 def _fit(text: str, width: int) -> str:

@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .audio import Resampler
+from .audio import AudioError, Resampler
 from .backends import Engine
 from .frontend import PAPER, Frontend, FrontendParams
 from .metrics import Metrics
 from .model import named_probabilities
-from .sources import Source
+from .sources import BrokenSource, Source, parse_source, split_spec
 
 LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
 STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering audio
@@ -157,6 +157,26 @@ class Stream:
                 "overflows": self.source.overflows, "reconnects": self.source.reconnects, "windows": self.seq,
                 "late_windows": self.late, "replaced_samples": self.source.replaced_samples,
                 "skipped_packets": self.source.skipped_packets, "invalid_windows": self.invalid}
+
+
+def stream_from_spec(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float,
+                     params: FrontendParams) -> Stream:
+    """The stream of one source spec for a model's frontend `params`; a source that cannot open becomes a broken
+    stream that reports its error."""
+    try:
+        source = parse_source(spec, realtime, params.sample_rate)
+    except AudioError as e:
+        source = BrokenSource(split_spec(spec)[0], str(e))
+    stream = Stream(source, average, float(silence_db), float(dead_air_seconds), params)
+    stream.spec = spec
+    return stream
+
+
+def reloaded_streams(current: list[Stream], specs: list[str], make: Callable[[str], Stream]) -> list[Stream]:
+    """The streams after a reload: a stream whose spec is unchanged is kept (the same object, uninterrupted), the
+    others are made anew by `make`."""
+    kept = {s.spec: s for s in current}
+    return [kept.get(spec) or make(spec) for spec in specs]
 
 
 class Pipeline:

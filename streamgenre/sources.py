@@ -286,15 +286,23 @@ def find_device(spec: str | int | None) -> int:
     return matches[0]["index"]
 
 
-def parse_source(spec: str, realtime: bool = True, rate: int = SAMPLE_RATE) -> Source:
-    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL`; the name defaults to the device, file stem or host. Files
-    and streams are decoded at `rate` (the model's); a sound card delivers its own."""
+def split_spec(spec: str) -> tuple[str, str]:
+    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL` -> (name, target); the name defaults to "device", the file
+    stem or the host."""
     name, target = spec.split("=", 1) if re.match(r"^[\w.-]+=", spec) else ("", spec)
     if target.startswith("device:") or target == "device":
-        source: Source = DeviceSource(name or "device", target.partition(":")[2] or None)
-    elif re.match(r"^(https?|icy)://", target):
-        host = urllib.parse.urlsplit(target).hostname
-        source = UrlSource(name or host or "stream", target.replace("icy://", "http://", 1), rate)
-    else:
-        source = FileSource(name or Path(target).stem, target, realtime, rate)
-    return source
+        return name or "device", target
+    if re.match(r"^(https?|icy)://", target):
+        return name or urllib.parse.urlsplit(target).hostname or "stream", target
+    return name or Path(target).stem, target
+
+
+def parse_source(spec: str, realtime: bool = True, rate: int = SAMPLE_RATE) -> Source:
+    """The source of a spec (split_spec). Files and streams are decoded at `rate` (the model's); a sound card
+    delivers its own."""
+    name, target = split_spec(spec)
+    if target.startswith("device:") or target == "device":
+        return DeviceSource(name, target.partition(":")[2] or None)
+    if re.match(r"^(https?|icy)://", target):
+        return UrlSource(name, target.replace("icy://", "http://", 1), rate)
+    return FileSource(name, target, realtime, rate)

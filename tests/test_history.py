@@ -105,9 +105,10 @@ def test_times_are_read_as_a_station_writes_them():
 
 # --- the daemon writing it ---
 
-def config(tmp_path: Path, history: str, average: str = "last:10", hold: float = 3.0) -> Path:
+def config(tmp_path: Path, history: str, average: str = "last:10", hold: float = 3.0, windows: bool = False) -> Path:
     path = tmp_path / "streamgenre.toml"
-    path.write_text(f'average = "{average}"\nhistory = "{history}"\nhistory_hold_seconds = {hold}\n')
+    path.write_text(f'average = "{average}"\nhistory = "{history}"\nhistory_hold_seconds = {hold}\n'
+                    f'history_windows = {str(windows).lower()}\n')
     return path
 
 
@@ -183,8 +184,8 @@ def test_kill_9_leaves_a_database_that_opens_and_holds_all_but_the_last_seconds(
 def test_a_clean_stop_closes_every_segment_and_the_report_adds_up(tmp_path, music_file):
     silence = write_audio(tmp_path / "silence.wav", np.zeros(20 * 22050, np.float32))
     history = tmp_path / "h.sqlite3"
-    with running_daemon(f"song={music_file}", f"quiet={silence}", "--config", config(tmp_path, str(history))) as (
-            port, proc):
+    settings = config(tmp_path, str(history), windows=True)
+    with running_daemon(f"song={music_file}", f"quiet={silence}", "--config", settings) as (port, proc):
         got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 10, timeout=30)
         status, body = get(port, "/api/history?stream=song&since=-1h")
         bad_status, bad_body = get(port, "/api/history?since=tomorrowish")
@@ -195,6 +196,9 @@ def test_a_clean_stop_closes_every_segment_and_the_report_adds_up(tmp_path, musi
     segments = read_segments(str(history))
     assert segments and all(s["closed"] for s in segments)
     assert {s["kind"] for s in segments if s["stream"] == "quiet"} == {DEAD_AIR}
+    with sqlite3.connect(history) as db:  # every window's probabilities too, as asked
+        rows = db.execute("SELECT stream, probabilities FROM windows WHERE stream = 'song'").fetchall()
+    assert len(rows) >= len(predictions(got, "song")) and len(json.loads(rows[0][1])) == 10
     run = report("--history", history, "--format", "json", "--plot", tmp_path / "aired.png")
     assert run.returncode == 0, run.stderr
     streams = json.loads(run.stdout)["streams"]

@@ -1,0 +1,303 @@
+"""The clustered daemon's coordinator: the configured streams cut into shards, one Ray actor per shard (shard.py),
+and their messages served as one daemon's.
+
+`ClusterPipeline` stands where the single process has its `Pipeline`: the server, `/metrics`, `/healthz` and the
+genre log see the same streams, messages and counters. Each shard is a named, detached actor (`shard-N` in the
+`streamgenre` namespace) that Ray restarts where its process or node dies, so a coordinator restarted by systemd
+finds its shards still running. One thread per shard drains it every POLL_SECONDS, so a shard that is down never
+delays the others; its streams are reported interrupted (status messages, `/healthz`) until each sends a window again, then
+resumed, with how long they were out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+
+import ray
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..metrics import STREAM_COUNTERS, Metrics
+from ..sources import split_spec
+from .shard import Shard
+
+POLL_SECONDS = 0.1  # how often each shard is drained: the delay clustering adds to a message, at most
+DOWN_AFTER = 1.5  # a shard whose drain has not answered for this long is reported down (a drain takes milliseconds)
+GPU_SHARE = 0.25  # of a GPU, asked for each shard where the engine or frontend runs on one
+NAMESPACE = "streamgenre"
+HEALTHY_SECONDS = 10.0
+
+log = logging.getLogger("streamgenre.cluster")
+
+
+def shard_settings(settings: dict, realtime: bool) -> dict:
+    """What every shard needs of the daemon's settings to run today's pipeline."""
+    keys = ("model", "engine", "frontend", "fp16", "average", "silence_db", "dead_air_seconds")
+    return {k: settings[k] for k in keys} | {"realtime": realtime, "cpus": float(settings["shard_cpus"]),
+                                            "threads": max(1, math.ceil(float(settings["shard_cpus"])))}
+
+
+def ray_address(cluster: str) -> str | None:
+    """`ray` (a running cluster if there is one on this machine or in $RAY_ADDRESS, else a new local one) or
+    `ray://HOST:PORT` (Ray Client); ValueError for anything else."""
+    if cluster == "ray":
+        return None
+    if cluster.startswith("ray://"):
+        return cluster
+    raise ValueError(f"--cluster {cluster!r}: use ray or ray://HOST:PORT")
+
+
+class RemoteSource:
+    """What the hello message says of a stream's source; updated from its shard."""
+
+    def __init__(self, kind: str):
+        self.kind, self.error = kind, None
+
+
+class RemoteStream:
+    """A stream served by a shard, as the server, the metrics and the genre log see it."""
+
+    def __init__(self, spec: str):
+        self.name, target = split_spec(spec)
+        self.spec = spec
+        kind = "device" if target.startswith("device") else "url" if "://" in target else "file"
+        self.source = RemoteSource(kind)
+        self.shard: int | None = None
+        self.last: dict | None = None
+        self.state_problem: str | None = None
+        self.state_counters = {key: 0 for _, _, key in STREAM_COUNTERS}
+        self.down_since: float | None = None
+        self.down_why = ""
+        self.interrupted_seconds = 0.0
+
+    def problem(self) -> str | None:
+        if self.down_since is not None:
+            return f"interrupted: {self.down_why} ({time.monotonic() - self.down_since:.0f} s so far)"
+        return self.state_problem
+
+    def counters(self) -> dict:
+        return self.state_counters
+
+
+class ShardHandle:
+    def __init__(self, index: int, specs: list[str], actor):
+        self.index, self.specs, self.actor = index, specs, actor
+        self.incarnation: str | None = None
+        self.pid: int | None = None
+        self.node = ""
+        self.last_answer = time.monotonic()
+        self.down_since: float | None = None
+        self.gone = threading.Event()  # the shard was removed (no streams left)
+        self.thread: threading.Thread | None = None
+
+
+class ClusterPipeline:
+    """The streams of `specs` over shards of `shard_size` on the Ray cluster at `address`; messages to `publish`."""
+
+    def __init__(self, address: str | None, specs: list[str], settings: dict, shard_size: int, publish):
+        ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+        self.settings, self.shard_size, self.publish = settings, shard_size, publish
+        self.actor_class = ray.remote(max_restarts=-1, max_task_retries=0)(Shard)
+        self.metrics = Metrics()
+        self.restarts = Counter("streamgenre_shard_restarts", "Shard actors restarted (their streams were "
+                                "interrupted)", ["shard"], registry=self.metrics.registry)
+        self.metrics.registry.register(_ShardCollector(self))
+        self.streams: list[RemoteStream] = []
+        self.shards: dict[int, ShardHandle] = {}
+        self.gpus = GPU_SHARE if self._wants_gpu() else 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._started = False
+        self.reconfigure(specs)
+        self._stop_leftover_shards()
+        self.description = (f"Ray {ray.__version__}: {len(self.shards)} shards of up to {shard_size} streams, "
+                            f"{settings['cpus']} CPU{f' and {self.gpus} GPU' if self.gpus else ''} each; cluster "
+                            f"resources {ray.cluster_resources()}")
+
+    def _stop_leftover_shards(self) -> None:
+        """Shards a previous coordinator started and this one does not need (it has fewer streams now)."""
+        for name in ray.util.list_named_actors():
+            if re.fullmatch(r"shard-\d+", name) and int(name[6:]) not in self.shards:
+                log.info("stopping %s, left from before and not needed now", name)
+                ray.kill(ray.get_actor(name), no_restart=True)
+
+    def _wants_gpu(self) -> bool:
+        asked = self.settings["engine"] == "tensorrt" or self.settings["frontend"] == "gpu"
+        auto = "auto" in (self.settings["engine"], self.settings["frontend"])
+        return asked or (auto and ray.cluster_resources().get("GPU", 0) > 0)
+
+    # --- placing streams on shards ---
+
+    def reconfigure(self, specs: list[str]) -> None:
+        """Serve `specs` (at start and at each reload): streams already served stay on their shard uninterrupted,
+        removed ones stop, new ones go to a shard with room, or to a new shard."""
+        with self._lock:
+            kept = {s.spec: s for s in self.streams}
+            streams = [kept.get(spec) or RemoteStream(spec) for spec in specs]
+            for stream in streams:
+                if stream.shard is None:
+                    stream.shard = self._shard_with_room(streams)
+            for gone in (s for s in self.streams if s.spec not in set(specs)):
+                if not any(x.shard == gone.shard for x in streams):  # its shard stops: no status comes from it
+                    self.publish(_status(gone, "removed", f"{gone.name}: removed by a reload"))
+            self.streams[:] = streams  # in place: the server and the metrics read this list
+            for index in sorted({s.shard for s in streams} | set(self.shards)):
+                self._apply(index, [s.spec for s in streams if s.shard == index])
+
+    def _shard_with_room(self, streams: list[RemoteStream]) -> int:
+        load: dict[int, int] = {}
+        for s in streams:
+            if s.shard is not None:
+                load[s.shard] = load.get(s.shard, 0) + 1
+        return next((i for i in sorted(load) if load[i] < self.shard_size),
+                    next(i for i in range(len(load) + 1) if i not in load))
+
+    def _apply(self, index: int, specs: list[str]) -> None:
+        handle = self.shards.get(index)
+        if handle is None:
+            actor = self.actor_class.options(
+                name=f"shard-{index}", lifetime="detached", get_if_exists=True,
+                num_cpus=self.settings["cpus"], num_gpus=self.gpus).remote(index, self.settings, specs)
+            handle = self.shards[index] = ShardHandle(index, specs, actor)
+            actor.configure.remote(specs)  # a shard found from before (a restarted coordinator) is brought up to date
+            if self._started:
+                self._watch(handle)
+        elif not specs:
+            handle.gone.set()
+            ray.kill(handle.actor, no_restart=True)
+            del self.shards[index]
+        elif specs != handle.specs:
+            handle.specs = specs
+            handle.actor.configure.remote(specs)
+
+    # --- what the server calls ---
+
+    def start(self) -> None:
+        self._started = True
+        for handle in list(self.shards.values()):
+            self._watch(handle)
+
+    def stop(self) -> None:
+        """A clean stop: the shards stop too (after a crash they run on, for the restarted coordinator to find)."""
+        self._stop.set()
+        for handle in list(self.shards.values()):
+            if handle.thread:
+                handle.thread.join(timeout=DOWN_AFTER + 1)
+            ray.kill(handle.actor, no_restart=True)
+        ray.shutdown()
+
+    @property
+    def alive(self) -> bool:
+        return not self._stop.is_set() and any(time.monotonic() - h.last_answer < HEALTHY_SECONDS
+                                               for h in self.shards.values())
+
+    def problem(self) -> str | None:
+        down = [h.index for h in self.shards.values() if h.down_since is not None]
+        return f"cluster: shard {', '.join(map(str, down))} down" if down else None
+
+    # --- draining the shards ---
+
+    def _watch(self, handle: ShardHandle) -> None:
+        handle.thread = threading.Thread(target=self._drain_loop, args=(handle,), name=f"shard-{handle.index}",
+                                         daemon=True)
+        handle.thread.start()
+
+    def _drain_loop(self, handle: ShardHandle) -> None:
+        """Drain the shard every POLL_SECONDS. A drain that does not answer is waited for, never abandoned (a
+        second call would queue behind it, and the messages it returns would be lost)."""
+        pending, asked = None, 0.0
+        while not (self._stop.is_set() or handle.gone.is_set()):
+            started = time.monotonic()
+            if pending is None:
+                pending, asked = handle.actor.drain.remote(), started
+            ready, _ = ray.wait([pending], timeout=POLL_SECONDS)
+            if ready:
+                try:
+                    report = ray.get(pending)
+                except Exception as e:  # the actor died, or its node: Ray restarts it
+                    if not (self._stop.is_set() or handle.gone.is_set()):
+                        self._down(handle, f"shard {handle.index} {_reason(e)}")
+                else:
+                    self._up(handle, report)
+                pending = None
+            elif time.monotonic() - asked > DOWN_AFTER:
+                self._down(handle, f"shard {handle.index} does not answer")
+            self._stop.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
+
+    def _down(self, handle: ShardHandle, why: str, since: float | None = None) -> None:
+        """The shard is down (since `since`, else now): its streams are interrupted until each sends a window."""
+        if handle.down_since is not None:
+            return
+        handle.down_since = since or time.monotonic()
+        log.warning("%s: its streams are interrupted", why)
+        for stream in self._streams_of(handle):
+            stream.down_since, stream.down_why = handle.down_since, why
+            self.publish(_status(stream, "interrupted", f"{stream.name}: interrupted: {why}"))
+
+    def _up(self, handle: ShardHandle, report: dict) -> None:
+        if handle.incarnation not in (None, report["incarnation"]):  # restarted: its constructor ran again
+            self.restarts.labels(str(handle.index)).inc()
+            handle.actor.configure.remote(handle.specs)  # with the streams it began with: bring it up to date
+            self._down(handle, f"shard {handle.index} restarted", since=handle.last_answer)
+        if handle.down_since is not None:
+            log.info("shard %d is back (pid %d on %s) after %.1f s", handle.index, report["pid"], report["node"],
+                     time.monotonic() - handle.down_since)
+        handle.incarnation, handle.pid, handle.node = report["incarnation"], report["pid"], report["node"]
+        handle.last_answer, handle.down_since = time.monotonic(), None
+        by_name = {s.name: s for s in self._streams_of(handle)}
+        for name, state in report["streams"].items():
+            if stream := by_name.get(name):
+                stream.source.kind, stream.source.error = state["kind"], state["error"]
+                stream.state_problem, stream.state_counters = state["problem"], state["counters"]
+                if state["problem"]:  # a source that delivers nothing sends no window: its own problem says so
+                    self._resume(stream, handle)
+        for message in report["messages"]:
+            if message["type"] == "prediction" and (stream := by_name.get(message["stream"])):
+                self._resume(stream, handle)
+                stream.last = message
+            self.publish(message)
+
+    def _resume(self, stream: RemoteStream, handle: ShardHandle) -> None:
+        if stream.down_since is None:
+            return
+        out = time.monotonic() - stream.down_since
+        stream.down_since, stream.interrupted_seconds = None, stream.interrupted_seconds + out
+        self.publish(_status(stream, "resumed", f"{stream.name}: resumed after {out:.1f} s (shard {handle.index}, "
+                                                f"pid {handle.pid} on {handle.node})"))
+
+    def _streams_of(self, handle: ShardHandle) -> list[RemoteStream]:
+        return [s for s in self.streams if s.shard == handle.index]
+
+
+def _status(stream: RemoteStream, event: str, message: str) -> dict:
+    return {"type": "status", "stream": stream.name, "event": event, "message": message,
+            "counters": stream.counters()}
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"is down ({type(error).__name__}{': ' + text[0][:120] if text else ''})"
+
+
+class _ShardCollector:
+    """Per shard: its process and node, its streams; per stream: how long it was interrupted."""
+
+    def __init__(self, cluster: ClusterPipeline):
+        self.cluster = cluster
+
+    def collect(self):
+        up = GaugeMetricFamily("streamgenre_shard_up", "1 while the shard answers; its process and node as labels",
+                               labels=["shard", "pid", "node"])
+        streams = GaugeMetricFamily("streamgenre_shard_streams", "Streams on the shard", labels=["shard"])
+        for h in list(self.cluster.shards.values()):
+            up.add_metric([str(h.index), str(h.pid or ""), h.node], 0 if h.down_since is not None else 1)
+            streams.add_metric([str(h.index)], len(h.specs))
+        interrupted = CounterMetricFamily("streamgenre_stream_interrupted_seconds", "Time the stream's shard was "
+                                          "down", labels=["stream"])
+        for s in list(self.cluster.streams):
+            interrupted.add_metric([s.name], s.interrupted_seconds)
+        yield from (up, streams, interrupted)

@@ -1,0 +1,129 @@
+"""`serve --cluster` on a real local Ray cluster: three shards of real music files, a real WebSocket client, a shard
+actor killed with SIGKILL, a reload. Ray binds to the machine's other addresses by default, so each test runs
+again inside a network namespace that has only loopback (`unshare -n`, as root) and checks that nothing listens
+beyond 127.0.0.1 and ::1."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_MUSIC, synth_music, write_audio
+from daemon import collect, predictions, running_daemon
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
+
+IN_NAMESPACE = os.environ.get("STREAMGENRE_LOOPBACK_ONLY") == "1"
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::1
+
+
+def rerun_in_loopback_namespace(test: str) -> bool:
+    """Outside the namespace: run `test` again inside a new one with only loopback up, and say so (True)."""
+    if IN_NAMESPACE:
+        return False
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("Ray must run in a network namespace with only loopback: that takes root, unshare and ip")
+    command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -x {__file__}::{test}"
+    run = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True, timeout=600,
+                         env=os.environ | {"STREAMGENRE_LOOPBACK_ONLY": "1"})
+    assert run.returncode == 0, (run.stdout[-6000:] + run.stderr[-3000:])
+    return True
+
+
+def listening_addresses() -> set[str]:
+    """Local addresses (hex, as the kernel writes them) of every listening TCP socket in this network namespace."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A":  # LISTEN
+                    found.add(local.split(":")[0])
+    return found
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def music_files(tmp_path, count: int) -> list:
+    """Real music where ../shared has some (long enough to play through the test), else synthetic music."""
+    if SHARED_MUSIC:
+        return [p for p in SHARED_MUSIC if p.stat().st_size > 200_000][:count] or SHARED_MUSIC[:count]
+    return [write_audio(tmp_path / f"m{i}.wav", np.tile(synth_music(20.0, seed=i), 4)) for i in range(count)]
+
+
+def write_config(path, sources: dict) -> None:
+    lines = ["shard_cpus = 0.5", "history = \"off\""]
+    for name, file in sources.items():
+        lines += ["[[source]]", f'name = "{name}"', f'file = "{file}"']
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path):
+    if rerun_in_loopback_namespace("test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload"):
+        return
+    files = music_files(tmp_path, 4)
+    while len(files) < 4:
+        files.append(files[0])
+    config = tmp_path / "streamgenre.toml"
+    write_config(config, {"a": files[0], "b": files[1], "c": files[2]})
+    with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config)) as (port, proc):
+        # every stream's predictions arrive, through one WebSocket
+        got = collect(port, lambda ms: all(len(predictions([(0, m) for m in ms], s)) >= 2 for s in "abc"),
+                      timeout=90)
+        hello = got[0][1]
+        assert [s["name"] for s in hello["streams"]] == ["a", "b", "c"] and hello["type"] == "hello"
+        assert all(len(predictions(got, s)) >= 2 for s in "abc")
+        assert listening_addresses() <= LOOPBACK, listening_addresses()
+
+        # kill -9 the process of the shard that serves b: b resumes within 15 s, a and c keep their rhythm
+        metrics = get(port, "/metrics")[1]
+        assert 'streamgenre_model_info{' in metrics and "streamgenre_windows_total{stream=\"a\"}" in metrics
+        pid = int(re.search(r'streamgenre_shard_up\{node="[^"]*",pid="(\d+)",shard="1"\} 1.0', metrics).group(1))
+        during: list = []
+        watcher = threading.Thread(target=lambda: during.extend(collect(port, lambda ms: False, timeout=22)))
+        watcher.start()
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        health = []
+        while time.monotonic() - killed < 15 and not any(code == 503 for code, _ in health):
+            health.append(get(port, "/healthz"))
+            time.sleep(0.2)
+        watcher.join()
+        assert any(code == 503 and "b: interrupted: shard 1" in body for code, body in health), health
+        events = [(t, m) for t, m in during if m["type"] == "status" and m["stream"] == "b"]
+        assert [m["event"] for _, m in events][:2] == ["interrupted", "resumed"], events
+        assert re.match(r"b: resumed after \d+\.\d s \(shard 1, pid \d+", events[1][1]["message"])
+        resumed = [t for t, m in during if m["type"] == "prediction" and m["stream"] == "b" and t > killed]
+        assert resumed and resumed[0] - killed < 15.0
+        for other in "ac":
+            arrivals = [t for t, m in during if m["type"] == "prediction" and m["stream"] == other]
+            assert len(arrivals) >= 10 and max(np.diff(arrivals)) < 1.49 + 0.6, (other, np.diff(arrivals))
+        assert 'streamgenre_shard_restarts_total{shard="1"} 1.0' in get(port, "/metrics")[1]
+
+        # a reload removes b and adds d; a and c go on uninterrupted
+        write_config(config, {"a": files[0], "c": files[2], "d": files[3]})
+        proc.send_signal(signal.SIGHUP)
+        after = collect(port, lambda ms: len(predictions([(0, m) for m in ms], "d")) >= 2, timeout=40)
+        statuses = {(m["stream"], m["event"]) for _, m in after if m["type"] == "status"}
+        assert ("b", "removed") in statuses and ("d", "added") in statuses
+        assert not {("a", "added"), ("c", "added"), ("a", "interrupted")} & statuses
+        assert [s["name"] for s in after[0][1]["streams"]] == ["a", "c", "d"]  # a new client's hello
+    assert proc.returncode == 0

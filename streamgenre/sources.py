@@ -14,11 +14,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from .access import redact
 from .audio import SAMPLE_RATE, AudioError, check_file, decode_chunks, open_container, sanitize
 from .ring import RingBuffer
 
 RING_SECONDS = 10.0  # audio a source may hold before the oldest is overwritten
+WRITE_SECONDS = 0.25  # files and network streams write their audio in blocks this long
 CONNECT_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
 
@@ -84,9 +87,11 @@ class Source:
         raise NotImplementedError
 
     def write_paced(self, chunks, realtime: bool) -> None:
-        """Write decoded chunks; at real time, as a live feed would deliver them; else as fast as the reader takes."""
+        """Write decoded chunks; at real time, as a live feed would deliver them; else as fast as the reader takes.
+        Chunks are written in blocks of at least WRITE_SECONDS: a decoder's frames are short (2048 samples), and
+        hundreds of threads waking for each of them fight over the GIL until the pipeline starves."""
         started, sent = time.monotonic(), 0
-        for chunk in chunks:
+        for chunk in _blocks(chunks, int(WRITE_SECONDS * self.rate)):
             if self._stop.is_set():
                 return
             if realtime:
@@ -100,6 +105,19 @@ class Source:
                     self._stop.wait(0.01)
             self.write(chunk)
             sent += len(chunk)
+
+
+def _blocks(chunks, size: int):
+    """The chunks joined into blocks of at least `size` samples (the last one shorter)."""
+    held, count = [], 0
+    for chunk in chunks:
+        held.append(chunk)
+        count += len(chunk)
+        if count >= size:
+            yield np.concatenate(held) if len(held) > 1 else held[0]
+            held, count = [], 0
+    if held:
+        yield np.concatenate(held)
 
 
 class FileSource(Source):

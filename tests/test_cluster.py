@@ -127,3 +127,47 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
         assert not {("a", "added"), ("c", "added"), ("a", "interrupted")} & statuses
         assert [s["name"] for s in after[0][1]["streams"]] == ["a", "c", "d"]  # a new client's hello
     assert proc.returncode == 0
+
+
+def shard_pids(port: int) -> dict[str, int]:
+    metrics = get(port, "/metrics")[1]
+    return {shard: int(pid) for pid, shard in re.findall(r'streamgenre_shard_up\{node="[^"]*",pid="(\d+)",'
+                                                        r'shard="(\d+)"\} 1.0', metrics)}
+
+
+def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_path):
+    if rerun_in_loopback_namespace("test_a_coordinator_killed_and_restarted_finds_its_shards_still_running"):
+        return
+    from daemon import free_port
+
+    ray_cli = str(os.path.join(os.path.dirname(sys.executable), "ray"))
+    head = free_port()
+    # a cluster of its own, as `ray start` makes one on a head node (token authentication off: it is alone on
+    # loopback in this namespace, and its token would otherwise have to be shared through the user's ~/.ray)
+    env = os.environ | {"RAY_ADDRESS": f"127.0.0.1:{head}", "RAY_AUTH_MODE": "disabled"}
+    started = subprocess.run([ray_cli, "start", "--head", f"--port={head}", "--num-cpus=2", "--include-dashboard=false",
+                              "--disable-usage-stats"], capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        files = music_files(tmp_path, 2)
+        config = tmp_path / "streamgenre.toml"
+        write_config(config, {"a": files[0], "b": files[-1]})
+        both = lambda ms: all(len(predictions([(0, m) for m in ms], s)) >= 2 for s in "ab")  # noqa: E731
+        with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config), env=env) as (port, proc):
+            collect(port, both, timeout=90)
+            before = shard_pids(port)
+            proc.kill()  # as a crash would: the shards, detached, run on
+            proc.wait(timeout=10)
+        assert sorted(before) == ["0", "1"]
+        for pid in before.values():
+            os.kill(pid, 0)  # still running
+        with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config), env=env) as (port, proc):
+            got = collect(port, both, timeout=60)
+            assert shard_pids(port) == before  # found, not started anew
+        assert all(len(predictions(got, s)) >= 2 for s in "ab")
+        deadline = time.monotonic() + 20  # a clean stop stops the shards too
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in before.values()):
+            time.sleep(0.5)
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in before.values())
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from .sources import BrokenSource, Source, parse_source, split_spec
 LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
 STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering audio
 TICK_SECONDS = 0.1  # longer ticks batch more windows per engine call, at ~50 ms more latency on average
-SWITCH_INTERVAL = 0.0005  # seconds
 HEALTHY_SECONDS = 10.0  # a pipeline without a good tick for this long is not working (healthz, watchdog)
 SILENCE_DB = -50.0  # a window whose audio (DC removed) stays below this level is dead air, not music
 DEAD_AIR_SECONDS = 10.0  # dead air for this long is a problem (healthz)
@@ -219,9 +217,6 @@ class Pipeline:
         return None
 
     def start(self) -> None:
-        # Many source threads run Python briefly and often; with the default 5-ms GIL switch interval the pipeline
-        # thread waits that long at each numpy call that releases the GIL, and windows come late.
-        sys.setswitchinterval(SWITCH_INTERVAL)
         for stream in self.streams:
             stream.source.start()
         self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)

@@ -9,8 +9,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from websockets.asyncio.client import connect
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """A plain HTTP GET to the daemon: (status, body), error statuses included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def free_port() -> int:

@@ -13,14 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 
 from conftest import SHARED_MUSIC, synth_music, write_audio
-from daemon import collect, predictions, running_daemon
+from daemon import collect, http_get, predictions, running_daemon
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
 
@@ -51,14 +49,6 @@ def listening_addresses() -> set[str]:
                 if state == "0A":  # LISTEN
                     found.add(local.split(":")[0])
     return found
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def music_files(tmp_path, count: int) -> list:
@@ -93,7 +83,7 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
         assert listening_addresses() <= LOOPBACK, listening_addresses()
 
         # kill -9 the process of the shard that serves b: b resumes within 15 s, a and c keep their rhythm
-        metrics = get(port, "/metrics")[1]
+        metrics = http_get(port, "/metrics")[1]
         assert 'streamgenre_model_info{' in metrics and "streamgenre_windows_total{stream=\"a\"}" in metrics
         pid = int(re.search(r'streamgenre_shard_up\{node="[^"]*",pid="(\d+)",shard="1"\} 1.0', metrics).group(1))
         during: list = []
@@ -104,7 +94,7 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
         killed = time.monotonic()
         health = []
         while time.monotonic() - killed < 15 and not any(code == 503 for code, _ in health):
-            health.append(get(port, "/healthz"))
+            health.append(http_get(port, "/healthz"))
             time.sleep(0.2)
         watcher.join()
         assert any(code == 503 and "b: interrupted: shard 1" in body for code, body in health), health
@@ -116,7 +106,7 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
         for other in "ac":
             arrivals = [t for t, m in during if m["type"] == "prediction" and m["stream"] == other]
             assert len(arrivals) >= 10 and max(np.diff(arrivals)) < 1.49 + 0.6, (other, np.diff(arrivals))
-        assert 'streamgenre_shard_restarts_total{shard="1"} 1.0' in get(port, "/metrics")[1]
+        assert 'streamgenre_shard_restarts_total{shard="1"} 1.0' in http_get(port, "/metrics")[1]
 
         # a reload removes b and adds d; a and c go on uninterrupted
         write_config(config, {"a": files[0], "c": files[2], "d": files[3]})
@@ -130,7 +120,7 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
 
 
 def shard_pids(port: int) -> dict[str, int]:
-    metrics = get(port, "/metrics")[1]
+    metrics = http_get(port, "/metrics")[1]
     return {shard: int(pid) for pid, shard in re.findall(r'streamgenre_shard_up\{node="[^"]*",pid="(\d+)",'
                                                         r'shard="(\d+)"\} 1.0', metrics)}
 

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import pytest
 import soundfile
 
 from conftest import SHARED_MUSIC, write_audio
-from daemon import collect, free_port, predictions, running_daemon
+from daemon import collect, free_port, http_get, predictions, running_daemon
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
 from streamgenre.frontend import PAPER, Frontend
@@ -117,14 +115,6 @@ def report(*args) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def two_pieces(seconds: float = 12.0) -> tuple[np.ndarray, list[str]]:
     """Two stretches of real music that the shipped model gives two different genres, window after window, also
     once played one after the other (the windows that straddle the change aside)."""
@@ -187,8 +177,8 @@ def test_a_clean_stop_closes_every_segment_and_the_report_adds_up(tmp_path, musi
     settings = config(tmp_path, str(history), windows=True)
     with running_daemon(f"song={music_file}", f"quiet={silence}", "--config", settings) as (port, proc):
         got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 10, timeout=30)
-        status, body = get(port, "/api/history?stream=song&since=-1h")
-        bad_status, bad_body = get(port, "/api/history?since=tomorrowish")
+        status, body = http_get(port, "/api/history?stream=song&since=-1h")
+        bad_status, bad_body = http_get(port, "/api/history?since=tomorrowish")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
     assert status == 200 and {s["stream"] for s in json.loads(body)["segments"]} == {"song"}
@@ -219,8 +209,8 @@ def test_a_history_that_cannot_be_written_is_reported_and_classifying_goes_on(tm
     (tmp_path / "a-file").write_text("not a folder")
     with running_daemon(f"song={music_file}", "--history", str(tmp_path / "a-file" / "h.sqlite3")) as (port, proc):
         got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 3, timeout=20)
-        status, health = get(port, "/healthz")
-        _, metrics = get(port, "/metrics")
+        status, health = http_get(port, "/healthz")
+        _, metrics = http_get(port, "/metrics")
     assert len(predictions(got)) >= 3
     assert status == 503 and "history: " in health and "cannot open the history database" in health
     assert "streamgenre_history_ok 0.0" in metrics and "streamgenre_history_errors_total 0.0" not in metrics
@@ -274,7 +264,7 @@ def test_postgresql_takes_the_same_log(tmp_path, music_file):
     with postgres_server() as url:
         with running_daemon(f"song={music_file}", "--history", url) as (port, proc):
             collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 3, timeout=20)
-            status, body = get(port, "/api/history")
+            status, body = http_get(port, "/api/history")
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
         assert status == 200 and json.loads(body)["segments"][0]["stream"] == "song"

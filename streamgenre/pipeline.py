@@ -1,15 +1,17 @@
 """Streams, batching and running averages: from ring buffers to prediction messages.
 
 One thread polls every stream. A stream is read only once its ring holds enough audio for its next window, cut into
-steps of the model's step_frames frames; the steps of all streams ready in one tick go through the frontend as one batch (on the
-CPU or the GPU), the windows they complete through the engine as one batch, and each result becomes a message for
-the broadcast.
+steps of the model's step_frames frames; the steps of all streams ready in one tick go through the frontend as one
+batch (on the CPU or the GPU). A second thread takes the windows they complete through the engine as one batch, and
+makes each result a message for the broadcast: the frontend of the next tick runs while the engine works on this
+one, so both cores stay busy.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -195,8 +197,11 @@ class Pipeline:
         self._reported_loss: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._engine_thread: threading.Thread | None = None
+        self._batches: queue.Queue = queue.Queue(maxsize=1)  # windows for the engine thread; full: the poller waits
         self.last_tick = time.monotonic()  # of the last tick that went through
         self.error: str | None = None  # why the last tick failed; None once one goes through
+        self.engine_error: str | None = None  # why the engine's last batch failed; None once one goes through
         self._replacement: list[Stream] | None = None  # the streams to serve from the next tick on (a reload)
         frontend.prepare()  # its files are read now: a tick must not be the first to need a file descriptor
 
@@ -204,14 +209,17 @@ class Pipeline:
     def alive(self) -> bool:
         """The polling thread runs and a tick went through in the last HEALTHY_SECONDS (what the systemd watchdog
         vouches for: one failed tick among good ones is reported by /healthz, but is no reason for a restart)."""
-        return bool(self._thread and self._thread.is_alive()) and time.monotonic() - self.last_tick < HEALTHY_SECONDS
+        return self._running() and time.monotonic() - self.last_tick < HEALTHY_SECONDS
+
+    def _running(self) -> bool:
+        return all(t and t.is_alive() for t in (self._thread, self._engine_thread))
 
     def problem(self) -> str | None:
         """Why the pipeline is not classifying now, or None while it is."""
-        if not (self._thread and self._thread.is_alive()):
+        if not self._running():
             return "pipeline: not running"
-        if self.error:
-            return f"pipeline: {self.error}"
+        if self.error or self.engine_error:
+            return f"pipeline: {self.error or self.engine_error}"
         if time.monotonic() - self.last_tick > HEALTHY_SECONDS:
             return f"pipeline: no tick in the last {HEALTHY_SECONDS:.0f} s"
         return None
@@ -219,6 +227,8 @@ class Pipeline:
     def start(self) -> None:
         for stream in self.streams:
             stream.source.start()
+        self._engine_thread = threading.Thread(target=self._infer_loop, name="engine", daemon=True)
+        self._engine_thread.start()
         self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         self._thread.start()
 
@@ -226,8 +236,9 @@ class Pipeline:
         self._stop.set()
         for stream in self.streams:
             stream.source.stop()
-        if self._thread:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._engine_thread):
+            if thread:
+                thread.join(timeout=5)
 
     def replace_streams(self, streams: list[Stream]) -> None:
         """Serve `streams` from the next tick on (any thread): the ones already served (the same objects) go on
@@ -257,15 +268,20 @@ class Pipeline:
                 self._apply_replacement()
                 self.step()
             except Exception as e:  # one tick's failure must never end the pipeline: report it, count it, go on
-                self.error = f"{type(e).__name__}: {e}".splitlines()[0]
-                self.metrics.tick_errors.inc()
-                log.error("a tick failed (its windows are lost): %s", self.error)
+                self.error = self._failed(e)
             else:
                 self.error, self.last_tick = None, time.monotonic()
             self._stop.wait(max(0.0, self.tick - (time.monotonic() - started)))
 
+    def _failed(self, error: Exception) -> str:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        self.metrics.tick_errors.inc()
+        log.error("a tick failed (its windows are lost): %s", reason)
+        return reason
+
     def step(self) -> int:
-        """One tick: read, batch, infer, publish. Returns the number of windows classified."""
+        """One tick: read, batch through the frontend, and hand the windows to the engine thread (waiting while it
+        still has the previous tick's). Returns the number of windows handed over."""
         steps, ids = [], []
         for i, stream in enumerate(self.streams):
             self._forward_events(stream)
@@ -280,11 +296,33 @@ class Pipeline:
             return 0
         if len(complete) < len(steps):  # a stream's first step only starts its first window
             windows, steps = windows[self.frontend.xp.asarray(complete)], [steps[i] for i in complete]
+        while not self._stop.is_set():
+            try:
+                self._batches.put((windows, steps), timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        return len(steps)
+
+    def _infer_loop(self) -> None:
+        """The engine thread: each batch through the engine, each result a message."""
+        while not self._stop.is_set():
+            try:
+                windows, steps = self._batches.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._infer(windows, steps)
+            except Exception as e:  # as for a tick: reported, counted, and the next batch goes on
+                self.engine_error = self._failed(e)
+            else:
+                self.engine_error = None
+
+    def _infer(self, windows, steps: list) -> None:
         probs = self.engine.infer(windows)
         self.metrics.batch_size.observe(len(steps))
         for (stream, _, _, stream_time, arrived, level), p in zip(steps, probs):
             self._send_prediction(stream, p, stream_time, arrived, level)
-        return len(steps)
 
     def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float,
                          level: float) -> None:

@@ -68,13 +68,14 @@ class Store:
         if version > SCHEMA_VERSION:
             raise HistoryError(f"{self.where}: history schema version {version} is newer than this streamgenre's "
                                f"({SCHEMA_VERSION}): upgrade streamgenre")
+        if version == SCHEMA_VERSION:
+            return  # no write transaction: every /api/history request and report opens the store
         with self.transaction() as cursor:
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[v]:
                     cursor.execute(statement)
-            if version < SCHEMA_VERSION:
-                cursor.execute("DELETE FROM schema_version")
-                cursor.execute(self.sql("INSERT INTO schema_version (version) VALUES (%(v)s)"), {"v": SCHEMA_VERSION})
+            cursor.execute("DELETE FROM schema_version")
+            cursor.execute(self.sql("INSERT INTO schema_version (version) VALUES (%(v)s)"), {"v": SCHEMA_VERSION})
 
     def version(self) -> int:
         """The stored schema version; 0 for an empty database."""
@@ -115,9 +116,12 @@ class Store:
         query = f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM segments WHERE {' AND '.join(where)} ORDER BY start_time"
         if limit:
             query += f" LIMIT {int(limit)}"
-        with self.transaction() as cursor:
+        cursor = self.connection.cursor()  # a plain read: a transaction would take SQLite's write lock for it
+        try:
             cursor.execute(self.sql(query), args)
             rows = cursor.fetchall()
+        finally:
+            cursor.close()
         return [dict(zip(SEGMENT_COLUMNS, row)) | {"closed": bool(row[-1])} for row in rows]
 
     def close(self) -> None:

@@ -159,6 +159,12 @@ class Stream:
                 "skipped_packets": self.source.skipped_packets, "invalid_windows": self.invalid}
 
 
+def status_message(stream, event: str, message: str) -> dict:
+    """A `status` message (docs/protocol.md) about a stream: anything with a name and counters()."""
+    return {"type": "status", "stream": stream.name, "event": event, "message": message,
+            "counters": stream.counters()}
+
+
 def stream_from_spec(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float,
                      params: FrontendParams) -> Stream:
     """The stream of one source spec for a model's frontend `params`; a source that cannot open becomes a broken
@@ -254,11 +260,11 @@ class Pipeline:
         for stream in old:
             if not any(stream is s for s in new):
                 stream.source.stop()
-                self.publish(self.status(stream, "removed", f"{stream.name}: removed by a reload"))
+                self.publish(status_message(stream, "removed", f"{stream.name}: removed by a reload"))
         for stream in new:
             if not any(stream is o for o in old):
                 stream.source.start()
-                self.publish(self.status(stream, "added", f"{stream.name}: added by a reload"))
+                self.publish(status_message(stream, "added", f"{stream.name}: added by a reload"))
         self.streams[:] = new  # in place: the metrics and the server read this list
 
     def _loop(self) -> None:
@@ -359,13 +365,9 @@ class Pipeline:
         """Source events and newly lost audio become status messages."""
         events = stream.source.events
         while events:
-            self.publish(self.status(stream, **events.popleft()))
+            self.publish(status_message(stream, **events.popleft()))
         lost = stream.source.ring.overwritten + stream.source.overflows
         if lost > self._reported_loss.get(stream.name, 0):
             self._reported_loss[stream.name] = lost
-            self.publish(self.status(stream, "dropped", f"{stream.name}: audio dropped (consumer behind or overflow)"))
-
-    def status(self, stream: Stream, event: str, message: str) -> dict:
-        return {"type": "status", "stream": stream.name, "event": event, "message": message,
-                "counters": stream.counters()}
-
+            self.publish(status_message(stream, "dropped",
+                                        f"{stream.name}: audio dropped (consumer behind or overflow)"))

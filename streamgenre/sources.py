@@ -304,23 +304,23 @@ def find_device(spec: str | int | None) -> int:
     return matches[0]["index"]
 
 
-def split_spec(spec: str) -> tuple[str, str]:
-    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL` -> (name, target); the name defaults to "device", the file
-    stem or the host."""
+def split_spec(spec: str) -> tuple[str, str, str]:
+    """`[name=]device:ID`, `[name=]PATH` or `[name=]URL` -> (name, kind, target): kind is `device`, `url` or
+    `file`, and the name defaults to "device", the host or the file stem."""
     name, target = spec.split("=", 1) if re.match(r"^[\w.-]+=", spec) else ("", spec)
     if target.startswith("device:") or target == "device":
-        return name or "device", target
+        return name or "device", "device", target
     if re.match(r"^(https?|icy)://", target):
-        return name or urllib.parse.urlsplit(target).hostname or "stream", target
-    return name or Path(target).stem, target
+        return name or urllib.parse.urlsplit(target).hostname or "stream", "url", target
+    return name or Path(target).stem, "file", target
 
 
 def parse_source(spec: str, realtime: bool = True, rate: int = SAMPLE_RATE) -> Source:
     """The source of a spec (split_spec). Files and streams are decoded at `rate` (the model's); a sound card
     delivers its own."""
-    name, target = split_spec(spec)
-    if target.startswith("device:") or target == "device":
+    name, kind, target = split_spec(spec)
+    if kind == "device":
         return DeviceSource(name, target.partition(":")[2] or None)
-    if re.match(r"^(https?|icy)://", target):
+    if kind == "url":
         return UrlSource(name, target.replace("icy://", "http://", 1), rate)
     return FileSource(name, target, realtime, rate)

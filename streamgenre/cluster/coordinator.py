@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..metrics import STREAM_COUNTERS, Metrics
+from ..pipeline import status_message
 from ..sources import split_spec
 from .shard import Shard
 
@@ -62,9 +63,8 @@ class RemoteStream:
     """A stream served by a shard, as the server, the metrics and the genre log see it."""
 
     def __init__(self, spec: str):
-        self.name, target = split_spec(spec)
+        self.name, kind, _ = split_spec(spec)
         self.spec = spec
-        kind = "device" if target.startswith("device") else "url" if "://" in target else "file"
         self.source = RemoteSource(kind)
         self.shard: int | None = None
         self.last: dict | None = None
@@ -143,7 +143,7 @@ class ClusterPipeline:
                     stream.shard = self._shard_with_room(streams)
             for gone in (s for s in self.streams if s.spec not in set(specs)):
                 if not any(x.shard == gone.shard for x in streams):  # its shard stops: no status comes from it
-                    self.publish(_status(gone, "removed", f"{gone.name}: removed by a reload"))
+                    self.publish(status_message(gone, "removed", f"{gone.name}: removed by a reload"))
             self.streams[:] = streams  # in place: the server and the metrics read this list
             for index in sorted({s.shard for s in streams} | set(self.shards)):
                 self._apply(index, [s.spec for s in streams if s.shard == index])
@@ -236,7 +236,7 @@ class ClusterPipeline:
         log.warning("%s: its streams are interrupted", why)
         for stream in self._streams_of(handle):
             stream.down_since, stream.down_why = handle.down_since, why
-            self.publish(_status(stream, "interrupted", f"{stream.name}: interrupted: {why}"))
+            self.publish(status_message(stream, "interrupted", f"{stream.name}: interrupted: {why}"))
 
     def _up(self, handle: ShardHandle, report: dict) -> None:
         if handle.incarnation not in (None, report["incarnation"]):  # restarted: its constructor ran again
@@ -266,16 +266,11 @@ class ClusterPipeline:
             return
         out = time.monotonic() - stream.down_since
         stream.down_since, stream.interrupted_seconds = None, stream.interrupted_seconds + out
-        self.publish(_status(stream, "resumed", f"{stream.name}: resumed after {out:.1f} s (shard {handle.index}, "
-                                                f"pid {handle.pid} on {handle.node})"))
+        self.publish(status_message(stream, "resumed", f"{stream.name}: resumed after {out:.1f} s "
+                                    f"(shard {handle.index}, pid {handle.pid} on {handle.node})"))
 
     def _streams_of(self, handle: ShardHandle) -> list[RemoteStream]:
         return [s for s in self.streams if s.shard == handle.index]
-
-
-def _status(stream: RemoteStream, event: str, message: str) -> dict:
-    return {"type": "status", "stream": stream.name, "event": event, "message": message,
-            "counters": stream.counters()}
 
 
 def _reason(error: Exception) -> str:

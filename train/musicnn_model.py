@@ -29,6 +29,7 @@ from train.data import CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, find
 from train.evaluate import Scores, score_probabilities
 from train.export import OPSET, _table, export_onnx
 from train.musicnn import MUSICNN, TeacherNet
+from train.teacher import Teacher
 from train.train import ARTIST_DISJOINT, fit_head, training_machine
 
 CARD_HEADING = "# The second model: musicnn (`--model musicnn`)"
@@ -65,15 +66,13 @@ def musicnn_windows(path: Path) -> np.ndarray:
     return Frontend(MUSICNN).file_windows(pad_to_window(audio, MUSICNN.window_samples))
 
 
-def embed(tracks: list[Track], net: TeacherNet, log=print) -> dict[str, np.ndarray]:
+def embed(tracks: list[Track], teacher: Teacher, log=print) -> dict[str, np.ndarray]:
     """Each track's embedding at every window, (n, 456), by resolved path; cached per track."""
     out = {}
     for k, track in enumerate(tracks):
         cached = CACHE / f"musicnn-{cache_key(track.path)}.npy"
         if not cached.exists():
-            windows = torch.from_numpy(musicnn_windows(track.path)).transpose(1, 2)
-            with torch.no_grad():
-                embedding = torch.cat([net(windows[i : i + 32]) for i in range(0, len(windows), 32)]).numpy()
+            embedding = teacher.embed(np.ascontiguousarray(musicnn_windows(track.path).transpose(0, 2, 1)))
             CACHE.mkdir(parents=True, exist_ok=True)
             np.save(cached, embedding)
             if k % 50 == 0:
@@ -159,15 +158,15 @@ def main() -> None:
     tracks = [t for root in args.data for t in find_tracks(root) if t.recording.startswith("gtzan:")]
     load_features(tracks)  # the paper model's features tell clips from full tracks, as in its evaluation
     genres = [g for g in GTZAN_GENRES if g in {t.genre for t in tracks}]
-    net = TeacherNet()
-    embeddings = embed(tracks, net)
+    teacher = Teacher()
+    embeddings = embed(tracks, teacher)
     cv = cross_validate(tracks, embeddings, genres, artist_folds(args.split)) if args.split else None
     if cv:
         print(f"cross-validated ({ARTIST_DISJOINT}): {cv['summary']}")
     group = artist_group(artist_folds(args.split)) if args.split else lambda track: track.recording
     head = fit_head(tracks, embeddings, genres, group=group, grid=HEAD_C)
     path = args.out / SHIPPED["musicnn"]
-    export(head, genres, net, path, np.concatenate(list(embeddings.values())[:20]))
+    export(head, genres, teacher.net.cpu(), path, np.concatenate(list(embeddings.values())[:20]))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps({"genres": genres, "cv": cv, "tracks": len(tracks)}, indent=1))
     write_card_section(args.out / "MODEL.md", card(path, genres, cv, head, len(tracks)))

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,6 +77,17 @@ def ac_level_db(audio: np.ndarray) -> float:
     return float(10 * np.log10(np.mean((x - x.mean()) ** 2) + 1e-12))
 
 
+class Step(NamedTuple):
+    """A step of frames of one stream, as Stream.poll cuts them."""
+
+    audio: np.ndarray  # the samples of its frames
+    completes: bool  # whether it completes a window (a stream's first step only starts one)
+    number: int  # of steps of the stream so far: the number of the window it completes
+    stream_time: float  # at its end, in seconds of the stream
+    arrived: float  # arrival time (monotonic) of its last sample
+    level: float  # of the window it completes, dBFS
+
+
 class Stream:
     """One named source with its resampler, running average and counters, cutting its audio into steps of frames
     of the model's frontend."""
@@ -112,9 +124,8 @@ class Stream:
         """The source has ended and what is left in its ring cannot complete another window."""
         return self.source.finished and self.source.ring.available < self._needed()
 
-    def poll(self) -> list[tuple[np.ndarray, bool, float, float, float]]:
-        """(audio of the step, whether it completes a window, stream time at its end, arrival time of its last
-        sample, level of the window in dBFS) for each step of frames that the audio now in the ring completes."""
+    def poll(self) -> list[Step]:
+        """Each step of frames that the audio now in the ring completes."""
         ring = self.source.ring
         if ring.available < self._needed():
             return []
@@ -131,8 +142,8 @@ class Stream:
             behind = int((self.samples_in - end_sample) * self.source.rate / params.sample_rate)  # newer samples read
             span = pending[start : start + params.step_span_samples]
             level, self._step_level = self._step_level, ac_level_db(span)
-            out.append((span, self.steps > 1, end_sample / params.sample_rate, ring.arrival_time(ring.read - behind),
-                        max(level, self._step_level)))
+            out.append(Step(span, self.steps > 1, self.steps, end_sample / params.sample_rate,
+                            ring.arrival_time(ring.read - behind), max(level, self._step_level)))
             start += params.step_samples
         self._pending = pending[start:]
         return out
@@ -292,12 +303,12 @@ class Pipeline:
         for i, stream in enumerate(self.streams):
             self._forward_events(stream)
             for step in stream.poll():
-                steps.append((stream, *step))
+                steps.append((stream, step))
                 ids.append(i)
         if not steps:
             return 0
-        windows = self.frontend.stream_windows(ids, np.stack([step[1] for step in steps]))
-        complete = [i for i, step in enumerate(steps) if step[2]]
+        windows = self.frontend.stream_windows(ids, np.stack([step.audio for _, step in steps]))
+        complete = [i for i, (_, step) in enumerate(steps) if step.completes]
         if not complete:
             return 0
         if len(complete) < len(steps):  # a stream's first step only starts its first window
@@ -324,11 +335,11 @@ class Pipeline:
             else:
                 self.engine_error = None
 
-    def _infer(self, windows, steps: list) -> None:
-        probs = self.engine.infer(windows)
+    def _infer(self, windows, steps: list[tuple[Stream, Step]]) -> None:
+        probs = self.engine.infer(windows, [(stream, step.number) for stream, step in steps])
         self.metrics.batch_size.observe(len(steps))
-        for (stream, _, _, stream_time, arrived, level), p in zip(steps, probs):
-            self._send_prediction(stream, p, stream_time, arrived, level)
+        for (stream, step), p in zip(steps, probs):
+            self._send_prediction(stream, p, step.stream_time, step.arrived, step.level)
 
     def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float,
                          level: float) -> None:

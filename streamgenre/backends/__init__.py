@@ -1,4 +1,4 @@
-"""Inference engines, one module each behind one interface: `infer(windows) -> probabilities`.
+"""Inference engines, one module each behind one interface: `infer(windows, streams) -> probabilities`.
 
 `onnx` (ONNX Runtime on the CPU) runs everywhere; `tensorrt` runs a plan built for this machine's NVIDIA GPU. The
 engine is picked once at start; the rest of the program only calls `infer`.
@@ -23,9 +23,10 @@ class Engine(Protocol):
     name: str
     description: str  # what it runs on and why it was chosen, said at start
 
-    def infer(self, windows) -> np.ndarray:
+    def infer(self, windows, streams: list[tuple[object, int]] | None = None) -> np.ndarray:
         """(N, n_mels, window_frames) float32 windows of the model's frontend, on the host or (CuPy) on the GPU ->
-        (N, genres) on the host."""
+        (N, genres) on the host. `streams`, from the daemon: each window's (stream, window number), for an engine
+        that carries a stream's convolution columns from one window to the next; the probabilities are the same."""
 
 
 def create_engine(model: Model, kind: str = "auto", threads: int = 0, fp16: bool = False,

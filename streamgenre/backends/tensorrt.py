@@ -202,8 +202,9 @@ class TensorRTEngine:
         self.description = (f"TensorRT {trt.__version__} {'FP16' if fp16 else 'FP32'} on {about}, batches up to "
                             f"{self.max_batch}, plan {self.plan} ({chosen})")
 
-    def infer(self, windows) -> np.ndarray:
-        """(N, n_mels, window_frames) windows, CuPy or NumPy -> (N, genres) probabilities on the host."""
+    def infer(self, windows, streams=None) -> np.ndarray:
+        """(N, n_mels, window_frames) windows, CuPy or NumPy -> (N, genres) probabilities on the host. Windows are
+        computed whole (the split graphs of streamgenre/columns.py are not built into plans yet)."""
         cp = self.cupy
         x = cp.ascontiguousarray(cp.asarray(windows, dtype=cp.float32))  # no copy for the GPU frontend's windows
         out = cp.empty((len(x), self.genres), cp.float32)

@@ -1,14 +1,16 @@
 """How many real-time streams one daemon sustains on the CPU engine, with no late window.
 
     python benchmarks/daemon_streams.py [--model paper|musicnn] [--streams 100 250 500 750] [--seconds 30]
-                                        [--history PATH|postgresql://...]
+                                        [--history PATH|postgresql://...] [--whole]
 
 For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
 feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
 real pipeline (frontend, batched ONNX Runtime engine, running averages) and the real WebSocket server to one real
 client that receives every message. Prints windows classified, late windows (> 0.5 s after their last sample
-arrived), audio-to-message latency p50/p99, batch sizes, and CPU time per stream. With `--history`, each stream
-count runs twice, without and with the genre log written to that database (a fresh SQLite file per run is best).
+arrived), audio-to-message latency p50/p99, batch sizes, CPU time per stream, and where a window's time goes (wall
+time in the frontend and in the engine, per window). With `--history`, each stream count runs twice, without and
+with the genre log written to that database (a fresh SQLite file per run is best); with `--whole`, twice, first with
+every window computed whole (as before streamgenre/columns.py), then with the columns a stream's windows carry.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from streamgenre.server import Broadcaster, serve
 from streamgenre.sources import Source
 
 CHUNK_SECONDS = 0.02  # a typical sound-card period
+WARM_WINDOWS = 3  # windows every stream has sent before the measurement starts: the streams start within one step,
+# so their first windows (computed whole, all within 1.5 s) and the backlog they leave are the start, not the steady state
 SHARED_MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
 
 
@@ -74,7 +78,34 @@ def feed(sources: list[Source], audio: np.ndarray, params, stop: threading.Event
         stop.wait(0.02)
 
 
-def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, history: str | None = None) -> dict:
+class Timed:
+    """The real frontend and engine, with the wall time spent in each counted."""
+
+    def __init__(self, frontend, engine, whole: bool):
+        self.frontend, self.engine, self.whole = frontend, engine, whole
+        self.seconds = {"frontend": 0.0, "engine": 0.0}
+
+    def stream_windows(self, ids, steps):
+        started = time.perf_counter()
+        try:
+            return self.frontend.stream_windows(ids, steps)
+        finally:
+            self.seconds["frontend"] += time.perf_counter() - started
+
+    def infer(self, windows, streams=None):
+        started = time.perf_counter()
+        try:
+            return self.engine.infer(windows, None if self.whole else streams)
+        finally:
+            self.seconds["engine"] += time.perf_counter() - started
+
+    def __getattr__(self, name):  # everything else the pipeline asks of the frontend
+        return getattr(self.frontend, name)
+
+
+def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, history: str | None = None,
+        whole: bool = False) -> dict:
+    timed = Timed(frontend, engine, whole)
     sources = [FedSource(f"s{i}", model.params.sample_rate) for i in range(n)]
     streams = [Stream(s, "last:10", params=model.params) for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
@@ -85,7 +116,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
         if recorder:
             recorder.observe(message)
 
-    pipeline = Pipeline(streams, frontend, engine, model.genres, publish)
+    pipeline = Pipeline(streams, timed, timed, model.genres, publish)
     if history:
         recorder = Recorder(history, model.params.step_seconds, pipeline.metrics.registry)
         recorder.start()
@@ -99,13 +130,16 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
         stop_feed = threading.Event()
         threading.Thread(target=feed, args=(sources, audio, model.params, stop_feed), daemon=True).start()
         async with connect("ws://127.0.0.1:8799", max_queue=None) as ws:
-            await asyncio.sleep(4.0)  # warm-up: every stream has its first window
+            warm_until = time.monotonic() + 30
+            while min(s.seq for s in streams) < WARM_WINDOWS and time.monotonic() < warm_until:
+                await asyncio.sleep(0.1)  # warm-up: every stream past its first windows, the start-up burst over
             pipeline.latencies.clear()
             for s in streams:
                 s.late = 0
             calls0 = pipeline.metrics.registry.get_sample_value("streamgenre_engine_batch_size_count")
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             windows0 = sum(s.seq for s in streams)
+            timed.seconds = dict.fromkeys(timed.seconds, 0.0)
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 try:
@@ -122,12 +156,15 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
         cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         lat = np.array(pipeline.latencies) * 1000
         calls = pipeline.metrics.registry.get_sample_value("streamgenre_engine_batch_size_count") - calls0
+        windows = sum(s.seq for s in streams) - windows0
         return {
-            "streams": n, "windows": sum(s.seq for s in streams) - windows0, "received": received,
+            "streams": n, "windows": windows, "received": received, "cnn": "whole" if whole else "columns",
+            "frontend_ms": 1000 * timed.seconds["frontend"] / max(windows, 1),
+            "engine_ms": 1000 * timed.seconds["engine"] / max(windows, 1),
             "late": sum(s.late for s in streams), "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
             "cpu_percent": 100 * cpu / (wall1 - wall0), "cpu_ms_per_stream_second": 1000 * cpu / (wall1 - wall0) / n,
-            "mean_batch": (sum(s.seq for s in streams) - windows0) / max(calls, 1),
+            "mean_batch": windows / max(calls, 1),
             "overwritten": sum(s.source.ring.overwritten for s in streams),
             "history": "on" if recorder else "off",
             "history_rows": pipeline.metrics.registry.get_sample_value("streamgenre_history_rows_written_total"),
@@ -143,24 +180,29 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500, 750])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--engine", default="auto", help="auto, tensorrt or onnx")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime's threads (0: one per core)")
     parser.add_argument("--frontend", default="auto", help="auto, gpu or cpu")
     parser.add_argument("--history", help="also run each count with the genre log written here")
+    parser.add_argument("--whole", action="store_true", help="also run each count computing every window whole")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)
-    frontend, engine = create_frontend(args.frontend, model.params), create_engine(model, args.engine)
+    frontend, engine = create_frontend(args.frontend, model.params), create_engine(model, args.engine, args.threads)
     audio = music(model.params.sample_rate)
     print(f"model {model.name}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{engine.description}; "
           f"frontend: {frontend.description}")
-    print(f"{'streams':>7} {'history':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
-          f"{'CPU ms/stream/s':>15} {'batch':>6} {'lost':>6} {'rows':>6}")
+    print(f"{'streams':>7} {'cnn':>7} {'history':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'CPU %':>6} {'CPU ms/stream/s':>15} {'frontend ms/w':>13} {'engine ms/w':>11} {'batch':>6} {'lost':>6} "
+          f"{'rows':>6}")
     for n in args.streams:
         for history in [None, args.history] if args.history else [None]:
-            r = run(n, args.seconds, audio, model, frontend, engine, history)
-            print(f"{r['streams']:7d} {r['history']:>7} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} "
-                  f"{r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} "
-                  f"{r['mean_batch']:6.1f} {r['overwritten']:6d} {r['history_rows'] or 0:6.0f}", flush=True)
+            for whole in [True, False] if args.whole else [False]:
+                r = run(n, args.seconds, audio, model, frontend, engine, history, whole)
+                print(f"{r['streams']:7d} {r['cnn']:>7} {r['history']:>7} {r['windows']:7d} {r['late']:5d} "
+                      f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} "
+                      f"{r['cpu_ms_per_stream_second']:15.2f} {r['frontend_ms']:13.3f} {r['engine_ms']:11.3f} "
+                      f"{r['mean_batch']:6.1f} {r['overwritten']:6d} {r['history_rows'] or 0:6.0f}", flush=True)
             if r["history_errors"]:
                 print(f"history error: {r['history_errors']}")
     print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")

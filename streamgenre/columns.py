@@ -27,7 +27,9 @@ from onnx import helper, numpy_helper
 from .model import Model
 
 PATTERN = ("Conv", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten")  # the paper CNN's convolution part
-CARRIED = "carried"  # the `next` graph's input and both graphs' second output: columns for the stream's next window
+CARRIED = "carried"  # the `next` graph's input: the columns the stream's previous window carried
+CARRIED_OUT = "carried_out"  # both graphs' second output: the columns this window carries to the stream's next
+CHECK_TOLERANCE = 1e-5  # on load, the split graphs must give the whole network's probabilities to this
 
 
 class SplitError(ValueError):
@@ -149,22 +151,20 @@ def split_model(model: Model) -> SplitModel:
             out.append(helper.make_node(node.op_type, inputs, [f"{prefix}{k}"], **kwargs))
         return out
 
-    middle = cols.middle_frames
-    next_nodes = [
-        *time_slice(mel.name, 0, cols.left_frames, "left_frames"),
-        *time_slice(mel.name, middle[0], middle[1] + 1, "middle_frames"),
-        *time_slice(mel.name, model.params.window_frames - cols.right_frames, model.params.window_frames,
-                    "right_frames"),
-        *conv_part("left_frames", "left", True, False),
-        *conv_part("middle_frames", "middle", False, False),
-        *conv_part("right_frames", "right", False, True),
-        helper.make_node("Concat", ["left5", CARRIED, "middle5", "right5"], [pool2.output[0]], axis=3),
-        *time_slice("middle5", cols.new - cols.carried, cols.new, "carried_out"),
-        flatten, *head,
-    ]
+    window, (first, last) = model.params.window_frames, cols.middle_frames
+    parts = [("left", 0, cols.left_frames, True, False), ("middle", first, last + 1, False, False),
+             ("right", window - cols.right_frames, window, False, True)]
+    parts = [p for p in parts if p[2] > p[1]]  # no edge columns where the convolutions do not pad
+    next_nodes = [node for name, begin, end, pad_left, pad_right in parts
+                  for node in (*time_slice(mel.name, begin, end, f"{name}_frames"),
+                               *conv_part(f"{name}_frames", name, pad_left, pad_right))]
+    made = [name for name, *_ in parts]
+    columns = [*(["left5"] if "left" in made else []), CARRIED, "middle5", *(["right5"] if "right" in made else [])]
+    next_nodes += [helper.make_node("Concat", columns, [pool2.output[0]], axis=3),
+                   *time_slice("middle5", cols.new - cols.carried, cols.new, CARRIED_OUT), flatten, *head]
     first_nodes = [*nodes, *time_slice(pool2.output[0], cols.columns - cols.right - cols.carried,
-                                      cols.columns - cols.right, "carried_out")]
-    carried_out = helper.make_tensor_value_info("carried_out", onnx.TensorProto.FLOAT,
+                                      cols.columns - cols.right, CARRIED_OUT)]
+    carried_out = helper.make_tensor_value_info(CARRIED_OUT, onnx.TensorProto.FLOAT,
                                                 ["batch", channels, rows, cols.carried])
     graphs = []
     for name, graph_nodes, inputs in (("first", first_nodes, [mel]), ("next", next_nodes, [mel, carried_info])):
@@ -173,7 +173,31 @@ def split_model(model: Model) -> SplitModel:
         made = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
         onnx.checker.check_model(made)
         graphs.append(made.SerializeToString())
-    return SplitModel(*graphs, cols)
+    split = SplitModel(*graphs, cols)
+    check(split, model)
+    return split
+
+
+def check(split: SplitModel, model: Model) -> None:
+    """Two consecutive windows of random frames through the split graphs and the whole network: SplitError unless
+    they agree (a model whose shape the layout misreads runs whole rather than wrong)."""
+    import onnxruntime
+
+    params = model.params
+    frames = np.random.default_rng(0).uniform(0, 5, (1, 1, params.n_mels, params.window_frames + params.step_frames))
+    frames = frames.astype(np.float32)
+    pair = np.concatenate([frames[..., : params.window_frames], frames[..., params.step_frames :]])
+    try:
+        sessions = [onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"])
+                    for g in (str(model.path), split.first, split.next)]
+        want = sessions[0].run(None, {"mel": pair})[0]
+        first, carried = sessions[1].run(None, {"mel": pair[:1]})
+        following = sessions[2].run(None, {"mel": pair[1:], CARRIED: carried})[0]
+    except Exception as e:  # onnxruntime's errors have no common base class
+        raise SplitError(f"its split graphs do not run ({type(e).__name__})") from None
+    error = float(np.abs(np.concatenate([first, following]) - want).max())
+    if not error <= CHECK_TOLERANCE:
+        raise SplitError(f"its split graphs differ from the whole network by {error:.1e}")
 
 
 class StreamColumns:

@@ -141,3 +141,22 @@ def test_split_graphs_carry_the_model_files_weights():
         weights = {w.name: onnx.numpy_helper.to_array(w) for w in onnx.load_from_string(graph).graph.initializer}
         assert weights.keys() == shipped.keys()
         assert all(np.array_equal(weights[k], shipped[k]) for k in shipped)
+
+
+def test_a_model_the_layout_misreads_runs_whole_not_wrong(tmp_path):
+    """Valid padding in time (the author's public code) makes 14 columns, not the 16 the layout expects: the split
+    graphs are checked against the whole network on load, and the model runs whole."""
+    torch = pytest.importorskip("torch", reason="PyTorch (the train extra) exports the model")
+    from torch import nn
+    from train.export import export_onnx
+
+    net = nn.Sequential(nn.Conv2d(1, 8, (3, 3), padding=(1, 0)), nn.ReLU(), nn.MaxPool2d((2, 4)),
+                        nn.Conv2d(8, 8, (3, 5), padding=(1, 0)), nn.ReLU(), nn.MaxPool2d((2, 4)), nn.Flatten(),
+                        nn.Linear(8 * 16 * 14, 3), nn.Softmax(dim=1))
+    path = tmp_path / "valid.onnx"
+    export_onnx(net, PAPER, ["a", "b", "c"], path)
+    with pytest.raises(SplitError, match="split graphs"):
+        split_model(load_model(path))
+    engine = create_engine(load_model(path), "onnx", threads=1)
+    ws = stream_windows(synth_music(6.0))
+    np.testing.assert_array_equal(engine.infer(ws, [(Key(), 1 + k) for k in range(len(ws))]), engine.infer(ws))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+import onnxruntime
 from onnx import helper, numpy_helper
 
 from .model import Model
@@ -181,8 +182,6 @@ def split_model(model: Model) -> SplitModel:
 def check(split: SplitModel, model: Model) -> None:
     """Two consecutive windows of random frames through the split graphs and the whole network: SplitError unless
     they agree (a model whose shape the layout misreads runs whole rather than wrong)."""
-    import onnxruntime
-
     params = model.params
     frames = np.random.default_rng(0).uniform(0, 5, (1, 1, params.n_mels, params.window_frames + params.step_frames))
     frames = frames.astype(np.float32)

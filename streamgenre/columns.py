@@ -12,12 +12,14 @@ columns, which is where the work is.
 runs whole):
 - `first`: the whole network, also giving the columns to carry (a stream's first window, or after a gap);
 - `next`: (window, carried columns) -> (probabilities, columns to carry), computing only what is new.
-`StreamColumns` keeps each stream's carried columns between batches.
+`checked_sessions` opens them and checks them against the whole network; `StreamColumns` keeps each stream's carried
+columns between batches.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,7 @@ import onnx
 import onnxruntime
 from onnx import helper, numpy_helper
 
+from .frontend import FrontendParams
 from .model import Model
 
 PATTERN = ("Conv", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten")  # the paper CNN's convolution part
@@ -174,29 +177,28 @@ def split_model(model: Model) -> SplitModel:
         made = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
         onnx.checker.check_model(made)
         graphs.append(made.SerializeToString())
-    split = SplitModel(*graphs, cols)
-    check(split, model)
-    return split
+    return SplitModel(*graphs, cols)
 
 
-def check(split: SplitModel, model: Model) -> None:
-    """Two consecutive windows of random frames through the split graphs and the whole network: SplitError unless
-    they agree (a model whose shape the layout misreads runs whole rather than wrong)."""
-    params = model.params
+def checked_sessions(split: SplitModel, params: FrontendParams, whole: onnxruntime.InferenceSession,
+                     open_session: Callable[[bytes], onnxruntime.InferenceSession]) -> tuple:
+    """The `first` and `next` sessions, opened with `open_session`, once two consecutive windows of random frames
+    gave the `whole` network's probabilities through them: SplitError otherwise (a model whose shape the layout
+    misreads runs whole rather than wrong)."""
     frames = np.random.default_rng(0).uniform(0, 5, (1, 1, params.n_mels, params.window_frames + params.step_frames))
     frames = frames.astype(np.float32)
     pair = np.concatenate([frames[..., : params.window_frames], frames[..., params.step_frames :]])
     try:
-        sessions = [onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"])
-                    for g in (str(model.path), split.first, split.next)]
-        want = sessions[0].run(None, {"mel": pair})[0]
-        first, carried = sessions[1].run(None, {"mel": pair[:1]})
-        following = sessions[2].run(None, {"mel": pair[1:], CARRIED: carried})[0]
+        sessions = open_session(split.first), open_session(split.next)
+        want = whole.run(None, {"mel": pair})[0]
+        first, carried = sessions[0].run(None, {"mel": pair[:1]})
+        following = sessions[1].run(None, {"mel": pair[1:], CARRIED: carried})[0]
     except Exception as e:  # onnxruntime's errors have no common base class
         raise SplitError(f"its split graphs do not run ({type(e).__name__})") from None
     error = float(np.abs(np.concatenate([first, following]) - want).max())
     if not error <= CHECK_TOLERANCE:
         raise SplitError(f"its split graphs differ from the whole network by {error:.1e}")
+    return sessions
 
 
 class StreamColumns:

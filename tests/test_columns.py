@@ -3,12 +3,13 @@ network's probabilities, on real and random audio, for streams that start mid-wa
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 
 from conftest import SHARED_MUSIC, synth_music
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
-from streamgenre.columns import SplitError, layout, split_model, TimeAxis
+from streamgenre.columns import SplitError, TimeAxis, checked_sessions, layout, split_model
 from streamgenre.frontend import PAPER, log_mel, windows
 from streamgenre.model import load_model
 
@@ -146,7 +147,7 @@ def test_split_graphs_carry_the_model_files_weights():
 def test_a_model_the_layout_misreads_runs_whole_not_wrong(tmp_path):
     """Valid padding in time (the author's public code) makes 14 columns, not the 16 the layout expects: the split
     graphs are checked against the whole network on load, and the model runs whole."""
-    torch = pytest.importorskip("torch", reason="PyTorch (the train extra) exports the model")
+    pytest.importorskip("torch", reason="PyTorch (the train extra) exports the model")
     from torch import nn
     from train.export import export_onnx
 
@@ -155,8 +156,9 @@ def test_a_model_the_layout_misreads_runs_whole_not_wrong(tmp_path):
                         nn.Linear(8 * 16 * 14, 3), nn.Softmax(dim=1))
     path = tmp_path / "valid.onnx"
     export_onnx(net, PAPER, ["a", "b", "c"], path)
+    model, session = load_model(path), onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with pytest.raises(SplitError, match="split graphs"):
-        split_model(load_model(path))
+        checked_sessions(split_model(model), model.params, session, onnxruntime.InferenceSession)
     engine = create_engine(load_model(path), "onnx", threads=1)
     ws = stream_windows(synth_music(6.0))
     np.testing.assert_array_equal(engine.infer(ws, [(Key(), 1 + k) for k in range(len(ws))]), engine.infer(ws))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime
 
-from ..columns import SplitError, StreamColumns, split_model
+from ..columns import SplitError, StreamColumns, checked_sessions, split_model
 from ..model import Model
 
 CHUNK = 64  # windows per run: larger batches gain nothing on a CPU, and their activations (4 MB per window
@@ -25,15 +25,18 @@ class OnnxEngine:
         options.intra_op_num_threads = threads  # 0: one per core
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle between ticks, not spinning
-        self.session = onnxruntime.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+
+        def open_session(graph: str | bytes) -> onnxruntime.InferenceSession:
+            return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+        self.session = open_session(str(model.path))
         try:
             split = split_model(model)
+            self.first, self.next = checked_sessions(split, model.params, self.session, open_session)
         except SplitError as e:
             self.first = self.next = None
             streams = f"whole windows (the model does not split: {e})"
         else:
-            self.first, self.next = (onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-                                     for graph in (split.first, split.next))
             streams = f"streams incrementally ({split.layout.new} new columns of {split.layout.columns} a window)"
         self.columns = StreamColumns()
         self.description = f"ONNX Runtime {onnxruntime.__version__} on the CPU ({chosen}); {streams}"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, synth_music, write_audio
-from train.data import GTZAN_GENRES, SPLIT_LISTS, artist_folds, find_tracks, group_folds, load_features
+from train.data import GTZAN_GENRES, SPLIT_LISTS, artist_folds, cache_key, find_tracks, group_folds, load_features
 from train.train import fold_sides
 
 
@@ -54,6 +54,15 @@ def test_short_excerpts_become_one_padded_window(tmp_path):
     assert not full.is_excerpt
     assert excerpt.recording == full.recording  # an excerpt and its track are one recording
     assert np.all(excerpt.mel[:, -40:] == 0)  # the padding is silence
+
+
+def test_features_are_cached_whole(tmp_path):
+    make_files(tmp_path / "music", ["blues.00001.wav"], seconds=4.0)
+    track = load_features(find_tracks(tmp_path / "music"), cache=tmp_path / "cache")[0]
+    first = track.mel
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{cache_key(track.path)}.npy"]  # nothing partial
+    again = load_features(find_tracks(tmp_path / "music"), cache=tmp_path / "cache")[0].mel
+    assert np.array_equal(first, again)
 
 
 def test_folds_keep_recordings_together_and_are_stratified(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +81,16 @@ def cache_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
 
 
+def save_cached(path: Path, array: np.ndarray) -> None:
+    """Write a cache file whole or not at all: a second training reading the cache never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+    np.save(partial, array)
+    os.replace(partial, path)
+
+
 def load_features(tracks: list[Track], cache: Path | None = CACHE) -> list[Track]:
     """Fill each track's log-mel, padding excerpts shorter than a window to one window; cached on disk by path."""
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
     for track in tracks:
         cached = cache / f"{cache_key(track.path)}.npy" if cache else None
         if cached and cached.exists():
@@ -91,7 +98,7 @@ def load_features(tracks: list[Track], cache: Path | None = CACHE) -> list[Track
             continue
         track.mel = log_mel(pad_to_window(load_audio(track.path)))
         if cached:
-            np.save(cached, track.mel)
+            save_cached(cached, track.mel)
     return tracks
 
 

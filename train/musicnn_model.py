@@ -25,7 +25,8 @@ from torch import nn
 from streamgenre.audio import load_audio, pad_to_window
 from streamgenre.frontend import Frontend
 from streamgenre.model import SHIPPED, file_sha256
-from train.data import CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, find_tracks, load_features
+from train.data import (CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, find_tracks, load_features,
+                        save_cached)
 from train.evaluate import Scores, score_probabilities
 from train.export import OPSET, _table, export_onnx
 from train.musicnn import MUSICNN, TeacherNet
@@ -73,8 +74,7 @@ def embed(tracks: list[Track], teacher: Teacher, log=print) -> dict[str, np.ndar
         cached = CACHE / f"musicnn-{cache_key(track.path)}.npy"
         if not cached.exists():
             embedding = teacher.embed(np.ascontiguousarray(musicnn_windows(track.path).transpose(0, 2, 1)))
-            CACHE.mkdir(parents=True, exist_ok=True)
-            np.save(cached, embedding)
+            save_cached(cached, embedding)
             if k % 50 == 0:
                 log(f"{k}/{len(tracks)} tracks embedded")
         out[str(track.path.resolve())] = np.load(cached)

@@ -1,6 +1,6 @@
 """Train the paper's CNN, cross-validate it on artists it never heard, and export the shipped model.
 
-    python -m train.train --data ../shared/data/gtzan --data ../shared/data/extra --recipe views \
+    python -m train.train --data ../shared/data/gtzan --data ../shared/data/extra --recipe distil \
         --teacher train/runs/teacher.npz --split ../shared/data/gtzan/splits --final
 
 `--split` holds out each of the three fault-filtered GTZAN lists (artist-disjoint) once; `--folds K` without it

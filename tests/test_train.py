@@ -13,7 +13,7 @@ from streamgenre.backends import create_engine
 from streamgenre.model import ModelError, load_model
 from train.data import Track
 from train.evaluate import predict, score
-from train.export import export_onnx
+from train.export import MUSICNN_HEADING, export_onnx, write_card
 from train.net import PaperCNN, WithSoftmax
 from train.data import window_starts
 from train.train import RECIPES, Recipe, attach_soft_targets, fit, loss
@@ -60,6 +60,14 @@ def test_export_round_trip(tmp_path, trained):
     assert model.genres == ("slow", "fast") and model.params.n_mels == 64
     batch = np.stack([t.mel[:, :256] for t in held_out])
     np.testing.assert_allclose(create_engine(model).infer(batch), predict(net, batch), atol=1e-5)
+
+
+def test_each_model_rewrites_its_own_section_of_the_card(tmp_path):
+    card = tmp_path / "MODEL.md"
+    write_card(card, paper="# The shipped genre model\n\nfirst\n")
+    write_card(card, musicnn=f"{MUSICNN_HEADING}\n\nmusicnn\n")
+    write_card(card, paper="# The shipped genre model\n\nsecond\n")
+    assert card.read_text() == f"# The shipped genre model\n\nsecond\n\n{MUSICNN_HEADING}\n\nmusicnn\n"
 
 
 @pytest.mark.parametrize("change,reason", [

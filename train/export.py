@@ -15,6 +15,7 @@ from streamgenre.model import SHIPPED, file_sha256
 from train.net import PaperCNN, WithSoftmax
 
 OPSET = 17  # parsed by TensorRT 8.6 and later
+MUSICNN_HEADING = "# The second model: musicnn (`--model musicnn`)"  # engines/MODEL.md: the paper CNN, then this
 
 
 def export_onnx(model: torch.nn.Module, params: FrontendParams, genres: list[str], path: Path,
@@ -50,9 +51,17 @@ def export(net: PaperCNN, genres: list[str], out: Path, report: dict) -> Path:
     recipe = report["recipe"]["name"]
     export_onnx(WithSoftmax(net), PAPER, genres, path,
                 f"Dong 2018 CNN, recipe '{recipe}', trained on {_data_names(report)}")
-    (out / "MODEL.md").write_text(model_card(path, genres, report))
+    write_card(out / "MODEL.md", paper=model_card(path, genres, report))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {out / 'MODEL.md'}")
     return path
+
+
+def write_card(card_file: Path, paper: str | None = None, musicnn: str | None = None) -> None:
+    """The card holds both shipped models, the paper CNN's section first: rewrite one, keep the other as it is."""
+    old = card_file.read_text().split(MUSICNN_HEADING, 1) if card_file.exists() else [""]
+    paper = old[0] if paper is None else paper
+    musicnn = (MUSICNN_HEADING + old[1] if len(old) > 1 else "") if musicnn is None else musicnn
+    card_file.write_text("\n\n".join(part.strip("\n") for part in (paper, musicnn) if part.strip()) + "\n")
 
 
 def _data_names(report: dict) -> str:
@@ -175,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
     report["compare"] = [json.loads(p.read_text()) for p in args.compare]
-    (args.out / "MODEL.md").write_text(model_card(args.out / SHIPPED["paper"], report["genres"], report))
+    write_card(args.out / "MODEL.md", paper=model_card(args.out / SHIPPED["paper"], report["genres"], report))
     print(f"wrote {args.out / 'MODEL.md'}")
 
 

@@ -28,12 +28,11 @@ from streamgenre.model import SHIPPED, file_sha256
 from train.data import (CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, find_tracks, load_features,
                         save_cached)
 from train.evaluate import Scores, score_probabilities
-from train.export import OPSET, _table, export_onnx
+from train.export import MUSICNN_HEADING, OPSET, _table, export_onnx, write_card
 from train.musicnn import MUSICNN, TeacherNet
 from train.teacher import Teacher
 from train.train import ARTIST_DISJOINT, fit_head, training_machine
 
-CARD_HEADING = "# The second model: musicnn (`--model musicnn`)"
 HEAD_C = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)  # the shipped head's choices of C: with artist-grouped validation the
 # choice fell on 1e-4 to 1e-3 (train.train's grid stops at 1e-3)
 
@@ -112,7 +111,7 @@ def export(head, genres: list[str], net: TeacherNet, path: Path, embeddings: np.
 
 def card(path: Path, genres: list[str], cv: dict | None, head, tracks: int) -> str:
     lines = [
-        CARD_HEADING, "",
+        MUSICNN_HEADING, "",
         f"`{path.name}`: musicnn's MSD_musicnn (penultimate layer, 200 values) and MSD_vgg (pool5, 256 values), "
         "pretrained on the Million Song Dataset's tags by Jordi Pons and Xavier Serra (Music Technology Group, "
         "Universitat Pompeu Fabra; https://github.com/jordipons/musicnn, ISC licence, reproduced in "
@@ -140,13 +139,6 @@ def card(path: Path, genres: list[str], cv: dict | None, head, tracks: int) -> s
     return "\n".join(lines)
 
 
-def write_card_section(card_file: Path, section: str) -> None:
-    """Replace this model's section at the end of the card (or add it)."""
-    text = card_file.read_text() if card_file.exists() else ""
-    text = text.split(CARD_HEADING)[0].rstrip("\n")
-    card_file.write_text((text + "\n\n" if text else "") + section)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", action="append", required=True, help="a GTZAN root (its recordings train the head)")
@@ -169,7 +161,7 @@ def main() -> None:
     export(head, genres, teacher.net.cpu(), path, np.concatenate(list(embeddings.values())[:20]))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps({"genres": genres, "cv": cv, "tracks": len(tracks)}, indent=1))
-    write_card_section(args.out / "MODEL.md", card(path, genres, cv, head, len(tracks)))
+    write_card(args.out / "MODEL.md", musicnn=card(path, genres, cv, head, len(tracks)))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its section of {args.out / 'MODEL.md'}")
 
 

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,24 +82,25 @@ def cache_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def save_cached(path: Path, array: np.ndarray) -> None:
-    """Write a cache file whole or not at all: a second training reading the cache never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
-    np.save(partial, array)
-    os.replace(partial, path)
+def cached(path: Path | None, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """`compute()`, kept in `path` (None: not kept) and read from there next time. Written whole or not at all
+    (a temporary name, then renamed): a second training reading the cache never sees half a file."""
+    if path is not None and path.exists():
+        return np.load(path)
+    array = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+        np.save(partial, array)
+        os.replace(partial, path)
+    return array
 
 
 def load_features(tracks: list[Track], cache: Path | None = CACHE) -> list[Track]:
     """Fill each track's log-mel, padding excerpts shorter than a window to one window; cached on disk by path."""
     for track in tracks:
-        cached = cache / f"{cache_key(track.path)}.npy" if cache else None
-        if cached and cached.exists():
-            track.mel = np.load(cached)
-            continue
-        track.mel = log_mel(pad_to_window(load_audio(track.path)))
-        if cached:
-            save_cached(cached, track.mel)
+        track.mel = cached(cache / f"{cache_key(track.path)}.npy" if cache else None,
+                           lambda: log_mel(pad_to_window(load_audio(track.path))))
     return tracks
 
 

@@ -25,8 +25,7 @@ from torch import nn
 from streamgenre.audio import load_audio, pad_to_window
 from streamgenre.frontend import Frontend
 from streamgenre.model import SHIPPED, file_sha256
-from train.data import (CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, find_tracks, load_features,
-                        save_cached)
+from train.data import CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, cached, find_tracks, load_features
 from train.evaluate import Scores, score_probabilities
 from train.export import MUSICNN_HEADING, OPSET, _table, export_onnx, write_card
 from train.musicnn import MUSICNN, TeacherNet
@@ -70,13 +69,13 @@ def embed(tracks: list[Track], teacher: Teacher, log=print) -> dict[str, np.ndar
     """Each track's embedding at every window, (n, 456), by resolved path; cached per track."""
     out = {}
     for k, track in enumerate(tracks):
-        cached = CACHE / f"musicnn-{cache_key(track.path)}.npy"
-        if not cached.exists():
-            embedding = teacher.embed(np.ascontiguousarray(musicnn_windows(track.path).transpose(0, 2, 1)))
-            save_cached(cached, embedding)
+        def embedding() -> np.ndarray:
+            embedded = teacher.embed(np.ascontiguousarray(musicnn_windows(track.path).transpose(0, 2, 1)))
             if k % 50 == 0:
                 log(f"{k}/{len(tracks)} tracks embedded")
-        out[str(track.path.resolve())] = np.load(cached)
+            return embedded
+
+        out[str(track.path.resolve())] = cached(CACHE / f"musicnn-{cache_key(track.path)}.npy", embedding)
     return out
 
 

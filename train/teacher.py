@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from streamgenre.audio import HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, load_audio, pad_to_window  # noqa: E402
 from streamgenre.frontend import PAPER, mel_frames  # noqa: E402
-from train.data import CACHE, Track, cache_key, find_tracks, save_cached, window_starts  # noqa: E402
+from train.data import CACHE, Track, cache_key, cached, find_tracks, window_starts  # noqa: E402
 from train.musicnn import MUSICNN, TeacherNet, musicnn_folder  # noqa: E402
 from train.train import DEVICE  # noqa: E402
 
@@ -111,18 +111,16 @@ def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]
     """Embeddings at every window_starts() position of every track, keyed by resolved path, cached per track."""
     out = {}
     for k, track in enumerate(tracks):
-        cached = CACHE / f"teacher-{cache_key(track.path)}-frontend.npy"
-        if cached.exists():
-            out[str(track.path.resolve())] = np.load(cached)
-            continue
-        audio = pad_to_window(load_audio(track.path))
-        specs = teacher_spectrograms(np.stack([audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES]
-                                               for s in window_starts(PAPER.frame_count(len(audio)))]))
-        embedding = teacher.embed(specs).astype(np.float32)
-        save_cached(cached, embedding)
-        out[str(track.path.resolve())] = embedding
-        if k % 50 == 0:
-            print(f"{k}/{len(tracks)} tracks embedded", flush=True)
+        def embedding() -> np.ndarray:
+            audio = pad_to_window(load_audio(track.path))
+            specs = teacher_spectrograms(np.stack([audio[s * HOP_LENGTH : s * HOP_LENGTH + WINDOW_SAMPLES]
+                                                   for s in window_starts(PAPER.frame_count(len(audio)))]))
+            embedded = teacher.embed(specs).astype(np.float32)
+            if k % 50 == 0:
+                print(f"{k}/{len(tracks)} tracks embedded", flush=True)
+            return embedded
+
+        out[str(track.path.resolve())] = cached(CACHE / f"teacher-{cache_key(track.path)}-frontend.npy", embedding)
     return out
 
 

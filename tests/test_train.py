@@ -13,7 +13,8 @@ from streamgenre.backends import create_engine
 from streamgenre.model import ModelError, load_model
 from train.data import Track
 from train.evaluate import predict, score
-from train.export import MUSICNN_HEADING, export_onnx, write_card
+from train.card import CONTENT_HEADING, MUSICNN_HEADING, write_card
+from train.export import export_onnx
 from train.net import PaperCNN, WithSoftmax
 from train.data import window_starts
 from train.train import RECIPES, Recipe, attach_soft_targets, fit, loss
@@ -66,8 +67,11 @@ def test_each_model_rewrites_its_own_section_of_the_card(tmp_path):
     card = tmp_path / "MODEL.md"
     write_card(card, paper="# The shipped genre model\n\nfirst\n")
     write_card(card, musicnn=f"{MUSICNN_HEADING}\n\nmusicnn\n")
+    write_card(card, content=f"{CONTENT_HEADING}\n\ncontent\n")
     write_card(card, paper="# The shipped genre model\n\nsecond\n")
-    assert card.read_text() == f"# The shipped genre model\n\nsecond\n\n{MUSICNN_HEADING}\n\nmusicnn\n"
+    write_card(card, musicnn=f"{MUSICNN_HEADING}\n\nmusicnn 2\n")
+    assert card.read_text() == (f"# The shipped genre model\n\nsecond\n\n{MUSICNN_HEADING}\n\nmusicnn 2\n\n"
+                                f"{CONTENT_HEADING}\n\ncontent\n")
 
 
 @pytest.mark.parametrize("change,reason", [

@@ -12,10 +12,10 @@ import torch
 
 from streamgenre.frontend import PAPER, FrontendParams
 from streamgenre.model import SHIPPED, file_sha256
+from train.card import write_card
 from train.net import PaperCNN, WithSoftmax
 
 OPSET = 17  # parsed by TensorRT 8.6 and later
-MUSICNN_HEADING = "# The second model: musicnn (`--model musicnn`)"  # engines/MODEL.md: the paper CNN, then this
 
 
 def export_onnx(model: torch.nn.Module, params: FrontendParams, genres: list[str], path: Path,
@@ -54,14 +54,6 @@ def export(net: PaperCNN, genres: list[str], out: Path, report: dict) -> Path:
     write_card(out / "MODEL.md", paper=model_card(path, genres, report))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {out / 'MODEL.md'}")
     return path
-
-
-def write_card(card_file: Path, paper: str | None = None, musicnn: str | None = None) -> None:
-    """The card holds both shipped models, the paper CNN's section first: rewrite one, keep the other as it is."""
-    old = card_file.read_text().split(MUSICNN_HEADING, 1) if card_file.exists() else [""]
-    paper = old[0] if paper is None else paper
-    musicnn = (MUSICNN_HEADING + old[1] if len(old) > 1 else "") if musicnn is None else musicnn
-    card_file.write_text("\n\n".join(part.strip("\n") for part in (paper, musicnn) if part.strip()) + "\n")
 
 
 def _data_names(report: dict) -> str:

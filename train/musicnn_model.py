@@ -27,7 +27,8 @@ from streamgenre.frontend import Frontend
 from streamgenre.model import SHIPPED, file_sha256
 from train.data import CACHE, GTZAN_GENRES, Track, artist_folds, cache_key, cached, find_tracks, load_features
 from train.evaluate import Scores, score_probabilities
-from train.export import MUSICNN_HEADING, OPSET, _table, export_onnx, write_card
+from train.card import MUSICNN_HEADING, write_card
+from train.export import OPSET, _table, export_onnx
 from train.musicnn import MUSICNN, TeacherNet
 from train.teacher import Teacher
 from train.train import ARTIST_DISJOINT, fit_head, training_machine

@@ -152,16 +152,17 @@ def frame_count(n_samples: int, params: ContentParams) -> int:
 
 
 def content_features(audio: np.ndarray, params: ContentParams) -> tuple[np.ndarray, np.ndarray]:
-    """Log mel energies (n_frames, bands) and log-energy (n_frames,) of 16-kHz mono float32 audio; -inf where a
-    frame is digital silence, as in the original."""
+    """Log mel energies (..., n_frames, bands) and log-energy (..., n_frames) of (..., n_samples) 16-kHz mono
+    float32 audio; -inf where a frame is digital silence, as in the original."""
     audio = np.ascontiguousarray(audio, np.float32)
-    n, size = frame_count(len(audio), params), params.frame_samples
-    frames = np.lib.stride_tricks.as_strided(audio, (n, size), (audio.strides[0] * params.hop_samples,
-                                                                  audio.strides[0]))
-    emphasised = frames - np.concatenate([frames[:, :1], frames[:, :-1]], axis=1) * np.float32(params.preemphasis)
+    n, size = frame_count(audio.shape[-1], params), params.frame_samples
+    *lead, stride = audio.strides
+    frames = np.lib.stride_tricks.as_strided(audio, (*audio.shape[:-1], n, size),
+                                             (*lead, stride * params.hop_samples, stride))
+    emphasised = frames - np.concatenate([frames[..., :1], frames[..., :-1]], axis=-1) * np.float32(params.preemphasis)
     with np.errstate(divide="ignore"):
-        log_energy = np.log((emphasised.astype(np.float64) ** 2).sum(axis=1))
-        spectrum = np.fft.rfft(emphasised * np.hanning(size), params.n_fft, axis=1)
+        log_energy = np.log((emphasised.astype(np.float64) ** 2).sum(axis=-1))
+        spectrum = np.fft.rfft(emphasised * np.hanning(size), params.n_fft, axis=-1)
         power = spectrum.real**2 + spectrum.imag**2
         return np.log(power @ content_filters(params).T.astype(np.float64)), log_energy
 

@@ -69,15 +69,22 @@ def truth_per_step(pieces, step: int) -> list[str]:
     return [str(kinds[min(len(kinds) - 1, (i + 1) * step - step // 2)]) for i in range(len(kinds) // step)]
 
 
-def run_stage(stage: ContentStage, audio: np.ndarray, rate: int, step: int) -> tuple[list[str], float]:
+class OneStream:
+    """What the content stage reads of a pipeline's stream."""
+
+    def __init__(self, params):
+        self.params, self.silence_db, self.content_track = params, SILENCE_DB, None
+
+
+def run_stage(stage: ContentStage, audio: np.ndarray, params) -> tuple[list[str], float]:
     """Every window's kind as the daemon decides it (one step at a time), and the seconds the stage took."""
-    track, kinds, elapsed, previous_level = stage.track(rate), [], 0.0, -120.0
+    stream, kinds, elapsed, previous_level, step = OneStream(params), [], 0.0, -120.0, params.step_samples
     for i in range(len(audio) // step):
         new = audio[i * step : (i + 1) * step]
         level, previous_level = max(previous_level, ac_level_db(new)), ac_level_db(new)
         started = time.perf_counter()
-        x, finite = stage.features(track.cut(new))
-        kinds.append(stage.decide(track, stage.score(x, finite), level).kind)
+        probs = stage.score(stage.features([stage.cut(stream, new)]), 1)[0]
+        kinds.append(stage.decide(stream, probs, level).kind)
         elapsed += time.perf_counter() - started
     return kinds, elapsed
 
@@ -112,8 +119,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     steady = [i for i in range(1, len(truth) - 1) if truth[i - 1] == truth[i] == truth[i + 1]]
     for k in args.patches:
-        stage = ContentStage(content_model, engine, step / rate, SILENCE_DB, patches=k)
-        kinds, elapsed = run_stage(stage, audio, rate, step)
+        stage = ContentStage(content_model, engine, step / rate, patches=k)
+        kinds, elapsed = run_stage(stage, audio, genre_model.params)
         ms = 1000 * elapsed / len(kinds)
         print(f"| {k} | {agree(kinds, truth):.1f} % | {agree(kinds, original):.1f} % | "
               f"{agree([kinds[i] for i in steady], [original[i] for i in steady]):.1f} % | {ms:.2f} | "

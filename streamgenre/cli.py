@@ -14,6 +14,7 @@ from .audio import AudioError
 from .model import ModelError, load_model
 from .history.recorder import HOLD_SECONDS, RETENTION_DAYS
 from .cluster import SHARD_SIZE
+from .content_stage import PATCHES_PER_STEP
 from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -23,6 +24,8 @@ ModelOption = typer.Option(None, "--model", help="paper (the default: Dong 2018'
 EngineOption = typer.Option("auto", "--engine", help="auto (TensorRT where it runs, else ONNX Runtime), tensorrt, onnx")
 FrontendOption = typer.Option("auto", "--frontend", help="auto (the GPU where CuPy finds one), gpu, cpu")
 Fp16Option = typer.Option(False, "--fp16", help="run TensorRT in half precision")
+ContentOption = typer.Option("on", "--content", help="on: say music, speech, noise or silence first, and a genre "
+                             "for music only; off: a genre for every sound that is not silence")
 
 
 @app.callback()
@@ -48,17 +51,19 @@ def classify(
     engine_kind: str = EngineOption,
     frontend_kind: str = FrontendOption,
     fp16: bool = Fp16Option,
+    content: str = ContentOption,
 ) -> None:
     """Classify audio files; errors for single files go to stderr and make the exit code 1."""
     from .classify import classify_file
 
     loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
+    stage = _content(content, engine_kind, loaded.params.step_seconds, fp16=fp16)
     failed = 0
     if not as_json:
-        typer.echo(f"{'file':40} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
+        typer.echo(f"{'file':40} {'content':18} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
     for path in paths:
         try:
-            result = classify_file(path, frontend, engine, loaded.genres, timeline)
+            result = classify_file(path, frontend, engine, loaded.genres, stage, timeline)
         except AudioError as e:
             typer.echo(f"streamgenre: error: {e}", err=True)
             failed += 1
@@ -77,14 +82,22 @@ def classify(
         if as_json:
             typer.echo(json.dumps(result, allow_nan=False))
         else:
-            conf = result["probabilities"][result["genre"]]
-            typer.echo(f"{_fit(str(path), 40)} {result['genre']:10} {conf:5.2f} {result['windows']:7d} "
-                       f"{result['duration']:8.1f}")
+            genre, conf = result["genre"] or "-", f"{result['probabilities'][result['genre']]:5.2f}" if result["genre"] else "    -"
+            typer.echo(f"{_fit(str(path), 40)} {_content_share(result['content']):18} {genre:10} {conf} "
+                       f"{result['windows']:7d} {result['duration']:8.1f}")
             for window in result.get("timeline", []):
                 top = max(window["probabilities"], key=window["probabilities"].get)
-                typer.echo(f"  {window['start']:7.2f}-{window['end']:7.2f} s  {top:10} {window['probabilities'][top]:.2f}")
+                shown = f"{top:10} {window['probabilities'][top]:.2f}" if window["content"] == "music" else ""
+                typer.echo(f"  {window['start']:7.2f}-{window['end']:7.2f} s  {window['content']:8} {shown}")
     if failed:
         raise typer.Exit(1)
+
+
+def _content_share(seconds: dict[str, float]) -> str:
+    """The kinds that make up a file, largest first: "speech 80% music 20%"."""
+    total = sum(seconds.values()) or 1.0
+    shares = sorted(((t / total, kind) for kind, t in seconds.items() if t / total >= 0.05), reverse=True)
+    return " ".join(f"{kind} {100 * share:.0f}%" for share, kind in shares[:2])
 
 
 AverageOption = typer.Option("last:10", "--average", help="running average: last:N, ema:SECONDS (half-life) or all")
@@ -115,6 +128,7 @@ def listen(
     engine_kind: str = EngineOption,
     frontend_kind: str = FrontendOption,
     fp16: bool = Fp16Option,
+    content: str = ContentOption,
 ) -> None:
     """Watch the genre of one source live in the terminal (default: the default input device)."""
     import time
@@ -128,7 +142,8 @@ def listen(
     loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
     streams = _build([spec], average, True, True, loaded.params)
     stream = streams[0]
-    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish=lambda message: None)
+    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish=lambda message: None,
+                        content=_content(content, engine_kind, loaded.params.step_seconds, fp16=fp16))
     pipeline.start()
     try:
         while True:
@@ -165,6 +180,8 @@ def serve(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="ray or ray://HOST:PORT: spread the streams over "
                                           "a Ray cluster, this process their coordinator [off]"),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="streams per shard [100]"),
+    content: Optional[str] = typer.Option(None, "--content", help="on (music, speech, noise or silence first; a "
+                                          "genre for music only) or off [on]"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
@@ -182,7 +199,8 @@ def serve(
         settings |= _read_config(config)
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
-                 "allow_origins": allow_origin, "history": history, "cluster": cluster, "shard_size": shard_size}
+                 "allow_origins": allow_origin, "history": history, "cluster": cluster, "shard_size": shard_size,
+                 "content": content}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
     if problem := access.check_settings():
@@ -205,7 +223,7 @@ def serve(
 
     build = _cluster_pipeline if settings["cluster"] else _single_pipeline
     pipeline, loaded, serve_specs = build(settings, specs, not fast, publish, access)
-    recorder = _recorder(settings, loaded.params.step_seconds, pipeline.metrics.registry)
+    recorder = _recorder(settings, loaded.params.step_seconds, pipeline.metrics.registry, audio_clock=fast)
 
     def reload() -> None:
         """SIGHUP (systemctl reload): reread the config's sources; the unchanged ones go on uninterrupted, new
@@ -257,8 +275,11 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
                      settings["dead_air_seconds"])
     if lowered := access.fit_descriptors(len(streams)):
         log.warning("%s", lowered)
-    log.info("model %s; engine: %s; frontend: %s", loaded.name, engine.description, frontend.description)
-    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish)
+    stage = _content(settings["content"], settings["engine"], loaded.params.step_seconds,
+                     settings["content_patches"], settings["fp16"], log.info)
+    log.info("model %s; engine: %s; frontend: %s; %s", loaded.name, engine.description, frontend.description,
+             stage.description)
+    pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish, content=stage)
     pipeline.metrics.model.info({"model": loaded.name, "engine": engine.name, "frontend": frontend.name})
 
     def serve_specs(new_specs: list[str]) -> None:
@@ -301,8 +322,8 @@ def _cluster_pipeline(settings: dict, specs: list[str], realtime: bool, publish,
     return pipeline, loaded, serve_specs
 
 
-def _recorder(settings: dict, step_seconds: float, registry):
-    """The genre log's writer, or None where `history = "off"`."""
+def _recorder(settings: dict, step_seconds: float, registry, audio_clock: bool = False):
+    """The genre log's writer, or None where `history = "off"`; `audio_clock` for --fast (Recorder)."""
     from .history import default_location
     from .history.recorder import Recorder
 
@@ -310,7 +331,7 @@ def _recorder(settings: dict, step_seconds: float, registry):
     if location == "off":
         return None
     return Recorder(location, step_seconds, registry, float(settings["history_hold_seconds"]),
-                    float(settings["history_days"]), bool(settings["history_windows"]))
+                    float(settings["history_days"]), bool(settings["history_windows"]), audio_clock)
 
 
 @app.command()
@@ -380,7 +401,8 @@ SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "mode
                   "history_days": RETENTION_DAYS, "history_windows": False, "cluster": None,
                   "shard_size": SHARD_SIZE, "shard_cpus": 1,
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
-                  "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS}
+                  "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
+                  "content_patches": PATCHES_PER_STEP}
 
 
 def _read_config(path: Path) -> dict:
@@ -415,6 +437,18 @@ def _runtime(model: Optional[str], engine_kind: str, frontend_kind: str, fp16: b
         return (loaded, create_frontend(frontend_kind, loaded.params),
                 create_engine(loaded, engine_kind, fp16=fp16, log=log))
     except (ModelError, EngineError, FrontendError) as e:
+        fail(str(e))
+
+
+def _content(setting: str, engine_kind: str, step_seconds: float, patches: int = PATCHES_PER_STEP,
+             fp16: bool = False, log: Callable[[str], None] = lambda message: None):
+    """The content stage asked for (content_stage.create_content_stage); what cannot run is a one-line error."""
+    from .backends import EngineError
+    from .content_stage import create_content_stage
+
+    try:
+        return create_content_stage(setting, engine_kind, step_seconds, patches, fp16=fp16, log=log)
+    except (ValueError, ModelError, EngineError) as e:
         fail(str(e))
 
 

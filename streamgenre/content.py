@@ -294,23 +294,25 @@ class FileContent:
     """A file's content, one entry per 20-ms unit (UNIT_SECONDS)."""
 
     labels: list[str]  # its kind
-    probs: np.ndarray  # (n_units, 3) the network's probabilities, in params.labels order (thirds where unscored)
+    probs: np.ndarray | None  # (n_units, 3) the network's probabilities in params.labels order (thirds where it
+    # could not score a patch); None where the stage is off
 
     def seconds(self) -> dict[str, float]:
         """Seconds of each kind, all four kinds present."""
         return {kind: round(UNIT_SECONDS * self.labels.count(kind), 2) for kind in KINDS}
 
-    def span(self, start: float, end: float) -> tuple[str, np.ndarray]:
-        """The kind most of [start, end) s is, and the mean probabilities over it."""
-        a, b = int(start / UNIT_SECONDS), max(int(start / UNIT_SECONDS) + 1, int(round(end / UNIT_SECONDS)))
-        labels, probs = self.labels[a:b] or self.labels[-1:], self.probs[a:b] if b <= len(self.probs) else self.probs[a:]
-        kind = max(KINDS, key=labels.count)  # ties to the first of KINDS: music
-        return kind, (probs if len(probs) else self.probs[-1:]).mean(axis=0)
+    def span(self, start: float, end: float) -> tuple[str, np.ndarray | None]:
+        """The kind most of [start, end) s is (ties to music), and the mean probabilities over it; a span past the
+        end stands for the last unit (a window padded out to its length)."""
+        a = min(int(start / UNIT_SECONDS), len(self.labels) - 1)
+        b = max(a + 1, int(round(end / UNIT_SECONDS)))
+        kind = max(KINDS, key=self.labels[a:b].count)
+        return kind, None if self.probs is None else self.probs[a:b].mean(axis=0)
 
 
-def unit_levels(audio: np.ndarray) -> np.ndarray:
-    """dBFS of each 20-ms unit at 16 kHz, DC removed (a constant is as silent as zeros)."""
-    size = int(UNIT_SECONDS * 16000)
+def unit_levels(audio: np.ndarray, rate: int) -> np.ndarray:
+    """dBFS of each 20-ms unit, DC removed (a constant is as silent as zeros)."""
+    size = int(UNIT_SECONDS * rate)
     n = -(-len(audio) // size)
     units = np.zeros(n * size)
     units[: len(audio)] = audio
@@ -330,5 +332,5 @@ def segment(audio: np.ndarray, engine, params: ContentParams, silence_db: float)
     energy = energy_units(log_energy, params)
     n = min(len(energy), len(probs))
     labels = segment_units(probs[:n], energy[:n], params)
-    quiet = unit_levels(audio)[:n] < silence_db
+    quiet = unit_levels(audio, params.sample_rate)[:n] < silence_db
     return FileContent([SILENCE if q else label for label, q in zip(labels, quiet)], probs[:n])

@@ -3,6 +3,7 @@
 Beside each step of frames the genre frontend takes, a stream's `ContentTrack` converts the step's new audio to the
 content network's 16 kHz and cuts `patches` patches from it, evenly spaced and ending at the step's end (the
 original scores one every 20 ms; a few per step keep its decisions at a fraction of the cost, docs/content.md).
+`LevelOnly` stands in where the stage is off.
 The patches of all streams in a tick are one batch through the content engine. Each stream's `OnlineSmoother` turns
 its patches into a kind with no look-ahead; a window whose level is below `silence_db` is silence whatever the
 network says (it is blind to level), and silence restarts the smoother, as the original starts its Viterbi afresh
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import Resampler
-from .content import (MUSIC, SILENCE, UNIT_SECONDS, ContentParams, OnlineSmoother, content_features,
-                      finite_probabilities, network_input)
+from .content import (MUSIC, SILENCE, UNIT_SECONDS, ContentParams, FileContent, OnlineSmoother, content_features,
+                      finite_probabilities, network_input, segment, unit_levels)
 from .model import Model, named_probabilities
 
 PATCHES_PER_STEP = 2  # patches scored per window step (~1.5 s): docs/content.md measures 1 to 8
@@ -55,34 +56,92 @@ class ContentTrack:
 
 
 class ContentStage:
-    """The content network and its engine, for all streams of a pipeline."""
+    """The content network and its engine, for all streams of a pipeline: `cut` each step's audio (the polling
+    thread), `features` of a tick's patches (the same thread), `score` them as one batch and `decide` each
+    window (the engine thread)."""
 
-    def __init__(self, model: Model, engine, step_seconds: float, silence_db: float,
-                 patches: int = PATCHES_PER_STEP):
+    def __init__(self, model: Model, engine, step_seconds: float, patches: int = PATCHES_PER_STEP):
         if patches < 1:
-            raise ValueError(f"content patches {patches!r}: at least 1 a step")
+            raise ValueError(f"content_patches {patches!r}: at least 1 a step")
         self.model, self.engine, self.params = model, engine, model.params
-        self.step_seconds, self.silence_db, self.patches = step_seconds, silence_db, patches
+        self.step_seconds, self.patches = step_seconds, patches
+        self.description = f"content: {model.path.name} on {engine.name}, {patches} patches a step"
 
     def track(self, rate: int) -> ContentTrack:
         return ContentTrack(self.params, rate, self.step_seconds, self.patches)
 
-    def features(self, patch_audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network's input for (n, patch_samples) audio, and which patches it can score."""
-        mspec, _ = content_features(patch_audio, self.params)
+    def cut(self, stream, new_audio: np.ndarray) -> np.ndarray:
+        """The patches of a stream's step, its new audio at the stream's model rate."""
+        if stream.content_track is None:
+            stream.content_track = self.track(stream.params.sample_rate)
+        return stream.content_track.cut(new_audio)
+
+    def features(self, patches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The network's input for the patches of a tick's windows, and which patches it can score (not those
+        with a frame of digital silence, as in the original: they leave the stream's kind as it was)."""
+        mspec, _ = content_features(np.concatenate(patches), self.params)
         return network_input(mspec[..., : self.params.net_bands])
 
-    def score(self, x: np.ndarray, finite: np.ndarray) -> np.ndarray:
-        """(n, 3) probabilities; thirds for patches it cannot score (a constant, digital silence)."""
+    def score(self, features: tuple[np.ndarray, np.ndarray], windows: int) -> np.ndarray:
+        """(windows, patches, 3) probabilities; thirds for patches it cannot score (a constant, digital silence)."""
+        x, finite = features
         probs = self.engine.infer(x) if finite.any() else np.zeros((len(x), len(self.params.labels)))
-        return finite_probabilities(probs, finite)
+        return finite_probabilities(probs, finite).reshape(windows, self.patches, -1)
 
-    def decide(self, track: ContentTrack, probs: np.ndarray, level_db: float) -> Content:
-        """The kind of a window from its step's patch probabilities (in order) and its level."""
+    def file_content(self, audio: np.ndarray, rate: int, silence_db: float) -> FileContent:
+        """A whole file's content, segmented as the original does (content.segment), from audio at `rate`."""
+        if rate != self.params.sample_rate:
+            resample = Resampler(rate, to_rate=self.params.sample_rate)
+            audio = np.concatenate([resample(audio), resample(np.zeros(0, np.float32))])
+        return segment(audio, self.engine, self.params, silence_db)
+
+    def decide(self, stream, probs: np.ndarray, level_db: float) -> Content:
+        """The kind of a stream's window from its step's patch probabilities (in order) and its level."""
         mean = named_probabilities(self.params.labels, probs.mean(axis=0))
-        if level_db < self.silence_db:
+        track = stream.content_track
+        if level_db < stream.silence_db:
             track.smoother.reset()
             return Content(SILENCE, mean)
         for p in probs:
             state = track.smoother.update(p)
         return Content(self.params.labels[state], mean)
+
+
+class LevelOnly:
+    """`content = "off"`: no network; a window is silence by its level, and music otherwise (as before the content
+    stage: every sound gets a genre)."""
+
+    description = "content: off (the level alone: silence or music)"
+
+    def cut(self, stream, new_audio: np.ndarray) -> None:
+        return None
+
+    def features(self, patches: list) -> None:
+        return None
+
+    def score(self, features: None, windows: int) -> list[None]:
+        return [None] * windows
+
+    def decide(self, stream, probs: None, level_db: float) -> Content:
+        return Content(SILENCE if level_db < stream.silence_db else MUSIC, None)
+
+    def file_content(self, audio: np.ndarray, rate: int, silence_db: float) -> FileContent:
+        return FileContent([SILENCE if q else MUSIC for q in unit_levels(audio, rate) < silence_db], None)
+
+
+def create_content_stage(setting: str, engine_kind: str, step_seconds: float, patches: int = PATCHES_PER_STEP,
+                         threads: int = 0, fp16: bool = False, log=lambda message: None):
+    """`on`: the shipped content network on the engine the genre model runs on (`auto`, `tensorrt`, `onnx`);
+    `off`: LevelOnly. ValueError for another setting, ModelError or EngineError where it cannot run."""
+    from .backends import create_engine
+    from .content import load_content_model
+
+    if setting == "off":
+        return LevelOnly()
+    if type(patches) is not int:
+        raise ValueError(f"content_patches {patches!r}: a whole number of patches a step")
+    if setting != "on":
+        raise ValueError(f"content {setting!r}: use on or off")
+    model = load_content_model()
+    return ContentStage(model, create_engine(model, engine_kind, threads=threads, fp16=fp16, log=log), step_seconds,
+                        patches)

@@ -2,9 +2,11 @@
 
 One thread polls every stream. A stream is read only once its ring holds enough audio for its next window, cut into
 steps of the model's step_frames frames; the steps of all streams ready in one tick go through the frontend as one
-batch (on the CPU or the GPU). A second thread takes the windows they complete through the engine as one batch, and
-makes each result a message for the broadcast: the frontend of the next tick runs while the engine works on this
-one, so both cores stay busy.
+batch (on the CPU or the GPU), and through the content stage's features (content_stage.py). A second thread takes
+the windows they complete through the content network and the genre engine, each as one batch, and makes each
+result a message for the broadcast: the frontend of the next tick runs while the engines work on this one, so both
+cores stay busy. A window is music, speech, noise or silence before anything else; only music names a genre and
+moves the running average.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 
 from .audio import AudioError, Resampler
 from .backends import Engine
+from .content import SILENCE
+from .content_stage import Content, LevelOnly
 from .frontend import PAPER, Frontend, FrontendParams
 from .metrics import Metrics
 from .model import named_probabilities
@@ -112,6 +116,7 @@ class Stream:
         self.silence_db, self.dead_air_seconds = silence_db, dead_air_seconds
         self._step_level = -120.0  # of the previous step: a window is two steps
         self.dead_air_since: float | None = None  # arrival time of the first window of the current dead air
+        self.content_track = None  # its state in the pipeline's content stage, made there on its first step
 
     def _needed(self) -> int:
         """Samples (at the source's rate) still missing for the next window: two steps for the first one."""
@@ -201,8 +206,9 @@ class Pipeline:
     publishes one message per window."""
 
     def __init__(self, streams: list[Stream], frontend: Frontend, engine: Engine, genres: tuple[str, ...],
-                 publish: Callable[[dict], None], tick: float = TICK_SECONDS):
+                 publish: Callable[[dict], None], tick: float = TICK_SECONDS, content=None):
         self.streams = streams
+        self.content = content or LevelOnly()  # a ContentStage, or the level alone where the stage is off
         self.frontend = frontend
         frontend.open_streams(len(streams))
         self.engine = engine
@@ -299,12 +305,13 @@ class Pipeline:
     def step(self) -> int:
         """One tick: read, batch through the frontend, and hand the windows to the engine thread (waiting while it
         still has the previous tick's). Returns the number of windows handed over."""
-        steps, ids = [], []
+        steps, ids, patches = [], [], []
         for i, stream in enumerate(self.streams):
             self._forward_events(stream)
             for step in stream.poll():
                 steps.append((stream, step))
                 ids.append(i)
+                patches.append(self.content.cut(stream, step.audio[: stream.params.step_samples]))
         if not steps:
             return 0
         windows = self.frontend.stream_windows(ids, np.stack([step.audio for _, step in steps]))
@@ -313,9 +320,11 @@ class Pipeline:
             return 0
         if len(complete) < len(steps):  # a stream's first step only starts its first window
             windows, steps = windows[self.frontend.xp.asarray(complete)], [steps[i] for i in complete]
+            patches = [patches[i] for i in complete]
+        content_input = self.content.features(patches)
         while not self._stop.is_set():
             try:
-                self._batches.put((windows, steps), timeout=0.5)
+                self._batches.put((windows, steps, content_input), timeout=0.5)
                 break
             except queue.Full:
                 continue
@@ -325,36 +334,39 @@ class Pipeline:
         """The engine thread: each batch through the engine, each result a message."""
         while not self._stop.is_set():
             try:
-                windows, steps = self._batches.get(timeout=0.5)
+                windows, steps, content_input = self._batches.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
-                self._infer(windows, steps)
+                self._infer(windows, steps, content_input)
             except Exception as e:  # as for a tick: reported, counted, and the next batch goes on
                 self.engine_error = self._failed(e)
             else:
                 self.engine_error = None
 
-    def _infer(self, windows, steps: list[tuple[Stream, Step]]) -> None:
+    def _infer(self, windows, steps: list[tuple[Stream, Step]], content_input) -> None:
+        kinds = self.content.score(content_input, len(steps))
         probs = self.engine.infer(windows, [(stream, step.number) for stream, step in steps])
         self.metrics.batch_size.observe(len(steps))
-        for (stream, step), p in zip(steps, probs):
-            self._send_prediction(stream, p, step.stream_time, step.arrived, step.level)
+        for (stream, step), p, k in zip(steps, probs, kinds):
+            content = self.content.decide(stream, k, step.level)
+            self._send_prediction(stream, p, content, step.stream_time, step.arrived, step.level)
 
-    def _send_prediction(self, stream: Stream, probs: np.ndarray, stream_time: float, arrived: float,
-                         level: float) -> None:
-        """A prediction message; for dead air, no genre (and the running average waits for music to return)."""
+    def _send_prediction(self, stream: Stream, probs: np.ndarray, content: Content, stream_time: float,
+                         arrived: float, level: float) -> None:
+        """A prediction message; a genre only for music (the running average waits while there is none)."""
         if not np.isfinite(probs).all():  # a broken model: never a non-finite number to clients or the average
             stream.invalid += 1
             log.error("%s: the model gave non-finite probabilities; window not sent", stream.name)
             return
-        dead_air = level < stream.silence_db
-        if dead_air:
+        if content.kind == SILENCE:
             stream.dead_air_since = stream.dead_air_since or arrived
-            average = stream.average.value if stream.average.value is not None else np.zeros_like(probs)
         else:
             stream.dead_air_since = None
+        if content.is_music:
             average = stream.average.update(probs)
+        else:
+            average = stream.average.value if stream.average.value is not None else np.zeros_like(probs)
         top = int(np.argmax(average))
         stream.seq += 1
         latency = time.monotonic() - arrived
@@ -366,9 +378,11 @@ class Pipeline:
             "type": "prediction", "stream": stream.name, "seq": stream.seq, "time": round(stream_time, 3),
             "latency_ms": round(1000 * latency, 1), "probabilities": named_probabilities(self.genres, probs),
             "average": named_probabilities(self.genres, average),
-            "genre": None if dead_air else self.genres[top],
-            "confidence": None if dead_air else round(float(average[top]), 5),
-            "dead_air": dead_air, "level_db": round(max(level, -120.0), 1), "title": stream.source.title,
+            "content": content.kind, "content_probabilities": content.probabilities,
+            "genre": self.genres[top] if content.is_music else None,
+            "confidence": round(float(average[top]), 5) if content.is_music else None,
+            "dead_air": content.kind == SILENCE, "level_db": round(max(level, -120.0), 1),
+            "title": stream.source.title,
         }
         self.publish(stream.last)
 

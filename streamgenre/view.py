@@ -1,9 +1,11 @@
-"""The live terminal view of `streamgenre listen`: a bar per genre for the running average, the top genre and the
-state of the input."""
+"""The live terminal view of `streamgenre listen`: what is on air (music, TALK, NOISE, DEAD AIR), a bar per genre for
+the running average of the music, the top genre and the state of the input."""
 
 from __future__ import annotations
 
 from .pipeline import Stream
+
+ON_AIR = {"speech": "TALK", "noise": "NOISE", "silence": "DEAD AIR"}  # said instead of a genre
 
 BAR = 40
 CLEAR = "\x1b[H\x1b[2J"
@@ -24,7 +26,10 @@ def render(stream: Stream, genres: tuple[str, ...], model_name: str, engine: str
     if message is None:
         lines.append("waiting for the first window (about 3 s of audio) ...")
     else:
-        now = "DEAD AIR" if message["dead_air"] else f"{message['genre'].upper()}  {message['confidence']:.2f}"
+        kind = message["content"]
+        now = f"{message['genre'].upper()}  {message['confidence']:.2f}" if kind == "music" else ON_AIR[kind]
+        if message["content_probabilities"]:
+            now += "   (" + "  ".join(f"{k} {p:.2f}" for k, p in message["content_probabilities"].items()) + ")"
         lines.append(f"now    {now}   "
                      f"window {message['seq']} at {message['time']:.1f} s, latency {message['latency_ms']:.0f} ms")
         if message["title"]:

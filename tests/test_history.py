@@ -26,7 +26,8 @@ from streamgenre.backends import create_engine
 from streamgenre.frontend import PAPER, Frontend
 from streamgenre.history import HistoryError, open_store
 from streamgenre.history.report import clipped, parse_time, summarize
-from streamgenre.history.segments import DEAD_AIR, Segmenter, Window
+from streamgenre.content import KINDS, MUSIC, SILENCE
+from streamgenre.history.segments import Segmenter, Window
 from streamgenre.history.store import SCHEMA_VERSION, read_segments
 from streamgenre.model import load_model
 
@@ -38,7 +39,8 @@ def cut(labels: list[str], hold: float = 3.0, titles: list | None = None, ends: 
     segmenter = Segmenter("s", hold)
     for i, label in enumerate(labels):
         end = ends[i] if ends else STEP * (i + 1)
-        segmenter.add(Window(end, STEP, label, 0.5 if label != DEAD_AIR else None, titles[i] if titles else None))
+        kind, genre = (label, None) if label in KINDS else (MUSIC, label)
+        segmenter.add(Window(end, STEP, kind, genre, 0.5 if genre else None, titles[i] if titles else None))
     segmenter.close()
     return sorted(segmenter.take_changed(), key=lambda s: s.start)
 
@@ -56,17 +58,17 @@ def test_a_change_that_holds_is_cut_where_it_began():
 
 
 def test_dead_air_titles_and_gaps_make_segments_of_their_own():
-    segments = cut(["rock"] * 3 + [DEAD_AIR] * 3 + ["rock"] * 4, titles=[None] * 6 + ["A - One"] * 2 + ["B - Two"] * 2)
+    segments = cut(["rock"] * 3 + [SILENCE] * 3 + ["rock"] * 4, titles=[None] * 6 + ["A - One"] * 2 + ["B - Two"] * 2)
     assert [(s.kind, s.genre, s.title, s.windows) for s in segments] == [
-        ("genre", "rock", None, 3), ("dead_air", None, None, 3), ("genre", "rock", "A - One", 2),
-        ("genre", "rock", "B - Two", 2)]
+        ("music", "rock", None, 3), ("silence", None, None, 3), ("music", "rock", "A - One", 2),
+        ("music", "rock", "B - Two", 2)]
     before, after = cut(["jazz"] * 4, ends=[STEP, 2 * STEP, 10 * STEP, 11 * STEP])  # an outage between
     assert before.end == pytest.approx(2 * STEP) and after.start == pytest.approx(9 * STEP)
 
 
 def test_segments_tile_the_time_served():
     rng = np.random.default_rng(0)
-    labels = list(rng.choice(["rock", "pop", "jazz", DEAD_AIR], size=400, p=[0.5, 0.3, 0.15, 0.05]))
+    labels = list(rng.choice(["rock", "pop", "jazz", SILENCE, "speech"], size=400, p=[0.5, 0.2, 0.15, 0.05, 0.1]))
     segments = cut(labels, hold=2.0)
     assert len(segments) > 10 and sum(s.windows for s in segments) == 400
     assert segments[0].start == 0 and segments[-1].end == pytest.approx(400 * STEP)
@@ -185,7 +187,7 @@ def test_a_clean_stop_closes_every_segment_and_the_report_adds_up(tmp_path, musi
     assert bad_status == 400 and "not a time" in bad_body
     segments = read_segments(str(history))
     assert segments and all(s["closed"] for s in segments)
-    assert {s["kind"] for s in segments if s["stream"] == "quiet"} == {DEAD_AIR}
+    assert {s["kind"] for s in segments if s["stream"] == "quiet"} == {SILENCE}
     with sqlite3.connect(history) as db:  # every window's probabilities too, as asked
         rows = db.execute("SELECT stream, probabilities FROM windows WHERE stream = 'song'").fetchall()
     assert len(rows) >= len(predictions(got, "song")) and len(json.loads(rows[0][1])) == 10
@@ -200,9 +202,10 @@ def test_a_clean_stop_closes_every_segment_and_the_report_adds_up(tmp_path, musi
     assert streams["quiet"]["dead_air_seconds"] == streams["quiet"]["served_seconds"]
     assert (tmp_path / "aired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = report("--history", history, "--stream", "quiet").stdout.splitlines()
-    assert table[0].split() == ["stream", "genre", "minutes", "%"] and table[1].split()[1:3] == ["dead", "air"]
+    assert table[0] == "quiet: dead air 100 %" and table[2].split() == ["stream", "airtime", "minutes", "%"]
+    assert table[3].split()[1:3] == ["dead", "air"]
     csv = report("--history", history, "--format", "csv", "--since", "-1h").stdout.splitlines()
-    assert csv[0] == "stream,genre,seconds,minutes,percent" and len(csv) >= 3
+    assert csv[0] == "stream,kind,genre,seconds,minutes,percent" and len(csv) >= 3
 
 
 def test_a_history_that_cannot_be_written_is_reported_and_classifying_goes_on(tmp_path, music_file):

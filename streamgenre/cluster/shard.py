@@ -12,6 +12,7 @@ import time
 import uuid
 
 from ..backends import create_engine
+from ..content_stage import create_content_stage
 from ..frontend import create_frontend, limit_blas_threads
 from ..model import load_model
 from ..pipeline import Pipeline, reloaded_streams, stream_from_spec
@@ -21,7 +22,7 @@ BACKLOG = 20_000  # messages kept between two drains; a coordinator away for lon
 
 class Shard:
     """`settings`: model, engine, frontend, fp16, threads (ONNX Runtime's), average, silence_db, dead_air_seconds,
-    realtime (as coordinator.shard_settings makes them)."""
+    content, content_patches, realtime (as coordinator.shard_settings makes them)."""
 
     def __init__(self, index: int, settings: dict, specs: list[str]):
         limit_blas_threads()
@@ -31,10 +32,12 @@ class Shard:
         self.params = model.params
         frontend = create_frontend(settings["frontend"], model.params)
         engine = create_engine(model, settings["engine"], threads=settings["threads"], fp16=settings["fp16"])
-        self.description = f"{engine.description}; frontend {frontend.description}"
+        content = create_content_stage(settings["content"], settings["engine"], model.params.step_seconds,
+                                       settings["content_patches"], settings["threads"], settings["fp16"])
+        self.description = f"{engine.description}; frontend {frontend.description}; {content.description}"
         self.messages: collections.deque = collections.deque(maxlen=BACKLOG)
         self.pipeline = Pipeline([self._stream(spec) for spec in specs], frontend, engine, model.genres,
-                                 self.messages.append)
+                                 self.messages.append, content=content)
         self.pipeline.start()
 
     def _stream(self, spec: str):

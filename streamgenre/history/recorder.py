@@ -16,7 +16,7 @@ import time
 
 from prometheus_client import Counter, Gauge
 
-from .segments import DEAD_AIR, Segment, Segmenter, Window
+from .segments import Segment, Segmenter, Window
 from .store import Store, open_store, window_row
 
 FLUSH_SECONDS = 1.0  # at most this much of the log is lost to a kill -9
@@ -32,8 +32,11 @@ log = logging.getLogger("streamgenre.history")
 
 class Recorder:
     def __init__(self, location: str, step_seconds: float, registry, hold: float = HOLD_SECONDS,
-                 retention_days: float = RETENTION_DAYS, keep_windows: bool = False):
+                 retention_days: float = RETENTION_DAYS, keep_windows: bool = False, audio_clock: bool = False):
         self.location, self.step, self.hold = location, step_seconds, hold
+        # `serve --fast` reads files faster than real time: its windows are timed by the audio's own clock, each
+        # stream's from the daemon's start, so a recording is logged as it would have aired
+        self.audio_clock, self.started = audio_clock, time.time()
         self.retention_days, self.keep_windows = retention_days, keep_windows
         self.store: Store | None = None
         self.error: str | None = None
@@ -55,7 +58,9 @@ class Recorder:
     def observe(self, message: dict) -> None:
         """From the pipeline's thread: a prediction or status message, queued with the wall time of its window."""
         if message["type"] == "prediction":
-            item = ("window", time.time() - message["latency_ms"] / 1000, message)
+            when = (self.started + message["time"] if self.audio_clock
+                    else time.time() - message["latency_ms"] / 1000)
+            item = ("window", when, message)
         elif message["type"] == "status" and message["event"] == "removed":
             item = ("close", time.time(), message)
         else:
@@ -69,6 +74,9 @@ class Recorder:
         return f"history: {self.error}" if self.error else None
 
     def start(self) -> None:
+        if self.audio_clock:
+            log.info("history: --fast: segments are timed by the audio's own clock, each stream's from %s",
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)))
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
         self._thread.start()
 
@@ -103,9 +111,8 @@ class Recorder:
         if kind == "close":
             segmenter.close()
             return
-        label = DEAD_AIR if message["dead_air"] else message["genre"]
         step = 2 * self.step if message["seq"] == 1 else self.step  # a stream's first window: all of its audio is new
-        segmenter.add(Window(wall, step, label, message["confidence"], message["title"]))
+        segmenter.add(Window(wall, step, message["content"], message["genre"], message["confidence"], message["title"]))
         if self.keep_windows:
             if len(self.unwritten_windows) >= UNWRITTEN_WINDOWS_LIMIT:
                 self.unwritten_windows.pop(0)

@@ -1,5 +1,6 @@
-"""What aired, from the genre log: airtime per genre per stream, the longest segments, dead air; as a table, CSV,
-JSON or a picture (a timeline per stream coloured by genre, its airtime bars beside it). Works on the database
+"""What aired, from the genre log: airtime per content kind (music, talk, noise, dead air) and per genre within the
+music, per stream, and the longest segments; as a table, CSV, JSON or a picture (a timeline per stream coloured by
+genre, talk and noise in their own colours, its airtime bars beside it). Works on the database
 alone, with or without a running daemon. Segments are clipped to the period asked for, so the figures of a stream
 add up to the time it was served in that period."""
 
@@ -12,9 +13,12 @@ import json
 import re
 from collections import defaultdict
 
-from .segments import DEAD_AIR
+from ..content import KINDS, MUSIC, NOISE, SILENCE, SPEECH
 
 LONGEST = 5  # segments listed per stream
+SHOWN = {SPEECH: "talk", NOISE: "noise", SILENCE: "dead air"}  # how people name the kinds that are not music
+KIND_COLOURS = {SPEECH: (0.1, 0.1, 0.1, 1.0), NOISE: (0.85, 0.8, 0.6, 1.0), SILENCE: (0.82, 0.82, 0.82, 1.0)}
+GENRE_PALETTE = [0, 1, 2, 3, 4, 5, 6, 8, 9]  # of matplotlib's tab10, without its grey (dead air's)
 RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -53,20 +57,43 @@ def clipped(segments: list[dict], since: float | None, until: float | None) -> l
 
 
 def summarize(segments: list[dict]) -> dict:
-    """Per stream: seconds served, seconds per genre (dead air as its own entry), and the longest segments."""
+    """Per stream: seconds served, seconds per kind (`content`) and per label (`airtime`: each genre of the music
+    and each other kind), each with its share of the time served, and the longest segments."""
     streams: dict[str, dict] = {}
     for s in segments:
-        entry = streams.setdefault(s["stream"], {"served": 0.0, "airtime": defaultdict(float), "segments": []})
+        entry = streams.setdefault(s["stream"], {"served": 0.0, "airtime": defaultdict(float),
+                                                 "content": defaultdict(float), "segments": []})
         seconds = s["end_time"] - s["start_time"]
         entry["served"] += seconds
-        entry["airtime"][s["genre"] if s["kind"] != DEAD_AIR else DEAD_AIR] += seconds
+        entry["content"][s["kind"]] += seconds
+        entry["airtime"][s["genre"] if s["kind"] == MUSIC else s["kind"]] += seconds
         entry["segments"].append(s)
+
+    def shares(times: dict, served: float) -> dict:
+        return {k: {"seconds": round(t, 3), "percent": round(100 * t / served, 2)}
+                for k, t in sorted(times.items(), key=lambda kv: -kv[1])}
+
     return {name: {"served_seconds": round(e["served"], 3),
-                   "airtime": {g: {"seconds": round(t, 3), "percent": round(100 * t / e["served"], 2)}
-                               for g, t in sorted(e["airtime"].items(), key=lambda kv: -kv[1])},
-                   "dead_air_seconds": round(e["airtime"].get(DEAD_AIR, 0.0), 3),
+                   "content": shares({k: e["content"].get(k, 0.0) for k in KINDS}, e["served"]),
+                   "airtime": shares(e["airtime"], e["served"]),
+                   "dead_air_seconds": round(e["content"].get(SILENCE, 0.0), 3),
                    "longest": sorted(e["segments"], key=lambda s: s["start_time"] - s["end_time"])[:LONGEST]}
             for name, e in sorted(streams.items())}
+
+
+def headline(entry: dict) -> str:
+    """ "talk 31 %, music 62 %: rock 40 %, pop 22 %, dead air 7 %": the kinds that aired, the genres within the
+    music (shares of all the time served)."""
+    genres = [(g, a) for g, a in entry["airtime"].items() if g not in KINDS]
+    parts = []
+    for kind, a in entry["content"].items():
+        if a["seconds"] <= 0:
+            continue
+        part = f"{SHOWN.get(kind, kind)} {a['percent']:.0f} %"
+        if kind == MUSIC and genres:
+            part += ": " + ", ".join(f"{g} {b['percent']:.0f} %" for g, b in genres)
+        parts.append(part)
+    return ", ".join(parts)
 
 
 def as_json(summary: dict, since: float | None, until: float | None) -> str:
@@ -80,25 +107,32 @@ def as_json(summary: dict, since: float | None, until: float | None) -> str:
 def as_csv(summary: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["stream", "genre", "seconds", "minutes", "percent"])
+    writer.writerow(["stream", "kind", "genre", "seconds", "minutes", "percent"])
     for name, e in summary.items():
-        for genre, a in e["airtime"].items():
-            writer.writerow([name, genre, a["seconds"], round(a["seconds"] / 60, 2), a["percent"]])
+        for label, a in e["airtime"].items():
+            kind, genre = (label, "") if label in KINDS else (MUSIC, label)
+            writer.writerow([name, kind, genre, a["seconds"], round(a["seconds"] / 60, 2), a["percent"]])
     return buffer.getvalue()
 
 
 def as_table(summary: dict) -> str:
-    lines = [f"{'stream':16} {'genre':10} {'minutes':>9} {'%':>6}"]
+    lines = [f"{name}: {headline(e)}" for name, e in summary.items()] + [""]
+    lines.append(f"{'stream':16} {'airtime':12} {'minutes':>9} {'%':>6}")
     for name, e in summary.items():
-        for genre, a in e["airtime"].items():
-            shown = "dead air" if genre == DEAD_AIR else genre
-            lines.append(f"{name[:16]:16} {shown:10} {a['seconds'] / 60:9.1f} {a['percent']:6.1f}")
-        lines.append(f"{name[:16]:16} {'served':10} {e['served_seconds'] / 60:9.1f} {100.0:6.1f}")
+        for kind, a in e["content"].items():
+            if a["seconds"] <= 0:
+                continue
+            lines.append(f"{name[:16]:16} {SHOWN.get(kind, kind):12} {a['seconds'] / 60:9.1f} {a['percent']:6.1f}")
+            if kind == MUSIC:
+                for genre, b in e["airtime"].items():
+                    if genre not in KINDS:
+                        lines.append(f"{name[:16]:16}   {genre:10} {b['seconds'] / 60:9.1f} {b['percent']:6.1f}")
+        lines.append(f"{name[:16]:16} {'served':12} {e['served_seconds'] / 60:9.1f} {100.0:6.1f}")
     lines.append("")
     lines.append("longest segments:")
     for name, e in summary.items():
         for s in e["longest"]:
-            what = "dead air" if s["kind"] == DEAD_AIR else s["genre"]
+            what = s["genre"] if s["kind"] == MUSIC else SHOWN.get(s["kind"], s["kind"])
             title = f"  {s['title']}" if s["title"] else ""
             lines.append(f"{name[:16]:16} {_local(s['start_time'])} - {_local(s['end_time'])[11:]}  {what:10} "
                          f"{(s['end_time'] - s['start_time']) / 60:6.1f} min{title}")
@@ -106,21 +140,22 @@ def as_table(summary: dict) -> str:
 
 
 def plot(segments: list[dict], summary: dict, path: str) -> None:
-    """One row per stream: its timeline coloured by genre (dead air grey), and its airtime per genre beside it."""
+    """One row per stream: its timeline coloured by genre (talk black, noise sand, dead air grey), and its airtime
+    per genre and kind beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    genres = sorted({s["genre"] for s in segments if s["kind"] != DEAD_AIR})
+    genres = sorted({s["genre"] for s in segments if s["kind"] == MUSIC})
     palette = plt.get_cmap("tab10")
-    colour = {g: palette(i % 10) for i, g in enumerate(genres)} | {DEAD_AIR: (0.6, 0.6, 0.6, 1.0)}
+    colour = {g: palette(GENRE_PALETTE[i % len(GENRE_PALETTE)]) for i, g in enumerate(genres)} | KIND_COLOURS
     rows = max(1, len(summary))
     fig, axes = plt.subplots(rows, 2, figsize=(13, 1.2 + 1.3 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [4, 1]})
     for (name, e), (timeline, bars) in zip(summary.items(), axes):
         for s in (s for s in segments if s["stream"] == name):
-            label = DEAD_AIR if s["kind"] == DEAD_AIR else s["genre"]
+            label = s["genre"] if s["kind"] == MUSIC else s["kind"]
             timeline.broken_barh([(_date(s["start_time"]), _days(s["end_time"] - s["start_time"]))], (0, 1),
                                  color=colour.get(label, "black"))
         timeline.set_yticks([])
@@ -129,11 +164,13 @@ def plot(segments: list[dict], summary: dict, path: str) -> None:
         names = list(e["airtime"])
         bars.barh(range(len(names)), [e["airtime"][g]["seconds"] / 60 for g in names],
                   color=[colour.get(g, "black") for g in names])
-        bars.set_yticks(range(len(names)), ["dead air" if g == DEAD_AIR else g for g in names], fontsize=7)
+        bars.set_yticks(range(len(names)), [SHOWN.get(g, g) for g in names], fontsize=7)
         bars.invert_yaxis()
         bars.set_xlabel("minutes")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[g]) for g in [*genres, DEAD_AIR]]
-    fig.legend(handles, [*genres, "dead air"], loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    shown = [*genres, *(k for k in KIND_COLOURS if any(s["kind"] == k for s in segments))]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[g]) for g in shown]
+    fig.legend(handles, [SHOWN.get(g, g) for g in shown], loc="lower center", ncol=max(1, len(handles)), fontsize=7,
+               frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

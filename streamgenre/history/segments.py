@@ -1,7 +1,8 @@
-"""Cutting a stream's predictions into segments of one genre (or of dead air), as they arrive.
+"""Cutting a stream's predictions into segments of one content kind (music of one genre, speech, noise or
+silence), as they arrive.
 
 Each window stands for the newest step of audio it adds, (end - step, end], so consecutive windows tile the time a
-stream was served and segments add up to it. A change of the running average's top genre (or to or from dead air)
+stream was served and segments add up to it. A change of the running average's top genre, or of the content kind,
 becomes a cut only once it has held for `hold` seconds: windows of a change that does not hold stay in the segment
 they interrupted. The cut is then placed where the change began. A new ICY title and a gap in the audio (an outage:
 at least half a step missing between two windows) cut at once.
@@ -12,15 +13,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-DEAD_AIR = "dead_air"
-GENRE = "genre"
+from ..content import MUSIC
 
 
 @dataclass
 class Segment:
     stream: str
-    kind: str  # GENRE or DEAD_AIR
-    genre: str | None  # None for dead air
+    kind: str  # content.KINDS: music, speech, noise or silence
+    genre: str | None  # of music; None for the other kinds
     start: float  # Unix time, seconds
     end: float
     title: str | None = None
@@ -32,7 +32,7 @@ class Segment:
 
     @property
     def label(self) -> str:
-        return self.genre if self.kind == GENRE else DEAD_AIR
+        return self.genre if self.kind == MUSIC else self.kind
 
     @property
     def confidence(self) -> float | None:
@@ -56,9 +56,14 @@ class Segment:
 class Window:
     end: float  # Unix time of the window's last sample
     step: float  # seconds of new audio it adds
-    label: str  # its top genre, or DEAD_AIR
+    kind: str  # content.KINDS
+    genre: str | None  # the running average's top genre, for music
     confidence: float | None
     title: str | None
+
+    @property
+    def label(self) -> str:
+        return self.genre if self.kind == MUSIC else self.kind
 
     @property
     def start(self) -> float:
@@ -116,7 +121,6 @@ class Segmenter:
         self.pending = []
 
     def _open(self, window: Window) -> None:
-        kind = DEAD_AIR if window.label == DEAD_AIR else GENRE
-        self.current = Segment(self.stream, kind, None if kind == DEAD_AIR else window.label, window.start,
-                               window.start, window.title)
+        self.current = Segment(self.stream, window.kind, window.genre if window.kind == MUSIC else None,
+                               window.start, window.start, window.title)
         self.current.add(window)

@@ -11,31 +11,52 @@ import datetime
 import json
 import re
 
-MIGRATIONS = {
-    1: [
-        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-        """CREATE TABLE segments (
+from ..content import KINDS
+
+SEGMENT_COLUMNS = ("id", "stream", "kind", "genre", "start_time", "end_time", "confidence", "windows", "title", "closed")
+
+
+
+def segments_table(name: str, kinds: tuple[str, ...]) -> list[str]:
+    """The segments table (and its indexes, where it is the real one) for segments of these kinds."""
+    allowed = ", ".join(f"'{k}'" for k in kinds)
+    table = f"""CREATE TABLE {name} (
             id TEXT PRIMARY KEY,
             stream TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('genre', 'dead_air')),
+            kind TEXT NOT NULL CHECK (kind IN ({allowed})),
             genre TEXT,
             start_time DOUBLE PRECISION NOT NULL,
             end_time DOUBLE PRECISION NOT NULL,
             confidence DOUBLE PRECISION,
             windows INTEGER NOT NULL,
             title TEXT,
-            closed BOOLEAN NOT NULL)""",
-        "CREATE INDEX segments_by_stream_and_time ON segments (stream, start_time)",
-        "CREATE INDEX segments_by_end ON segments (end_time)",
+            closed BOOLEAN NOT NULL)"""
+    return [table] + ([] if name != "segments" else SEGMENT_INDEXES)
+
+
+SEGMENT_INDEXES = ["CREATE INDEX segments_by_stream_and_time ON segments (stream, start_time)",
+                   "CREATE INDEX segments_by_end ON segments (end_time)"]
+MIGRATIONS = {
+    1: [
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        *segments_table("segments", ("genre", "dead_air")),
         """CREATE TABLE windows (
             stream TEXT NOT NULL,
             end_time DOUBLE PRECISION NOT NULL,
             probabilities TEXT NOT NULL)""",
         "CREATE INDEX windows_by_stream_and_time ON windows (stream, end_time)",
     ],
+    2: [  # the content stage: segments of music (with its genre), speech, noise and silence (dead air was its own)
+        *segments_table("segments_v2", KINDS),
+        f"INSERT INTO segments_v2 ({', '.join(SEGMENT_COLUMNS)}) SELECT id, stream, "
+        "CASE kind WHEN 'genre' THEN 'music' ELSE 'silence' END, genre, start_time, end_time, confidence, windows, "
+        "title, closed FROM segments",
+        "DROP TABLE segments",
+        "ALTER TABLE segments_v2 RENAME TO segments",
+        *SEGMENT_INDEXES,
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-SEGMENT_COLUMNS = ("id", "stream", "kind", "genre", "start_time", "end_time", "confidence", "windows", "title", "closed")
 
 UPSERT_SEGMENT = (
     f"INSERT INTO segments ({', '.join(SEGMENT_COLUMNS)}) VALUES ({', '.join(f'%({c})s' for c in SEGMENT_COLUMNS)}) "

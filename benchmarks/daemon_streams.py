@@ -1,7 +1,7 @@
 """How many real-time streams one daemon sustains on the CPU engine, with no late window.
 
     python benchmarks/daemon_streams.py [--model paper|musicnn] [--streams 100 250 500 750] [--seconds 30]
-                                        [--history PATH|postgresql://...] [--whole]
+                                        [--history PATH|postgresql://...] [--whole] [--content on off]
 
 For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
 feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
@@ -10,7 +10,9 @@ client that receives every message. Prints windows classified, late windows (> 0
 arrived), audio-to-message latency p50/p99, batch sizes, CPU time per stream, and where a window's time goes (wall
 time in the frontend and in the engine, per window). With `--history`, each stream count runs twice, without and
 with the genre log written to that database (a fresh SQLite file per run is best); with `--whole`, twice, first with
-every window computed whole (as before streamgenre/columns.py), then with the columns a stream's windows carry.
+every window computed whole (as before streamgenre/columns.py), then with the columns a stream's windows carry;
+`--content on off` runs each count with the content stage and without it (wall time per window in the content
+stage's features and network too).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from websockets.asyncio.client import connect
 from streamgenre.access import Access
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
+from streamgenre.content_stage import create_content_stage
 from streamgenre.frontend import create_frontend, limit_blas_threads
 from streamgenre.history.recorder import Recorder
 from streamgenre.model import load_model
@@ -103,9 +106,37 @@ class Timed:
         return getattr(self.frontend, name)
 
 
+class TimedContent:
+    """The real content stage, with the wall time of its features (the polling thread) and its network (the engine
+    thread) counted."""
+
+    def __init__(self, stage, seconds: dict):
+        self.stage, self.seconds = stage, seconds
+
+    def _timed(self, name, *args):
+        started = time.perf_counter()
+        try:
+            return getattr(self.stage, name)(*args)
+        finally:
+            self.seconds["content"] += time.perf_counter() - started
+
+    def cut(self, *args):
+        return self._timed("cut", *args)
+
+    def features(self, *args):
+        return self._timed("features", *args)
+
+    def score(self, *args):
+        return self._timed("score", *args)
+
+    def decide(self, *args):
+        return self._timed("decide", *args)
+
+
 def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, history: str | None = None,
-        whole: bool = False) -> dict:
+        whole: bool = False, content=None) -> dict:
     timed = Timed(frontend, engine, whole)
+    timed.seconds["content"] = 0.0
     sources = [FedSource(f"s{i}", model.params.sample_rate) for i in range(n)]
     streams = [Stream(s, "last:10", params=model.params) for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
@@ -116,7 +147,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
         if recorder:
             recorder.observe(message)
 
-    pipeline = Pipeline(streams, timed, timed, model.genres, publish)
+    pipeline = Pipeline(streams, timed, timed, model.genres, publish, content=TimedContent(content, timed.seconds))
     if history:
         recorder = Recorder(history, model.params.step_seconds, pipeline.metrics.registry)
         recorder.start()
@@ -161,6 +192,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
             "streams": n, "windows": windows, "received": received, "cnn": "whole" if whole else "columns",
             "frontend_ms": 1000 * timed.seconds["frontend"] / max(windows, 1),
             "engine_ms": 1000 * timed.seconds["engine"] / max(windows, 1),
+            "content_ms": 1000 * timed.seconds["content"] / max(windows, 1), "content": content.description,
             "late": sum(s.late for s in streams), "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
             "cpu_percent": 100 * cpu / (wall1 - wall0), "cpu_ms_per_stream_second": 1000 * cpu / (wall1 - wall0) / n,
@@ -184,6 +216,8 @@ def main() -> None:
     parser.add_argument("--frontend", default="auto", help="auto, gpu or cpu")
     parser.add_argument("--history", help="also run each count with the genre log written here")
     parser.add_argument("--whole", action="store_true", help="also run each count computing every window whole")
+    parser.add_argument("--content", nargs="+", default=["on"], choices=["on", "off"],
+                        help="run each count with the content stage on, off, or both")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)
@@ -193,18 +227,24 @@ def main() -> None:
           f"{engine.description}; "
           f"frontend: {frontend.description}")
     print(f"{'streams':>7} {'cnn':>7} {'history':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'CPU %':>6} {'CPU ms/stream/s':>15} {'frontend ms/w':>13} {'engine ms/w':>11} {'batch':>6} {'lost':>6} "
-          f"{'rows':>6}")
+          f"{'CPU %':>6} {'CPU ms/stream/s':>15} {'frontend ms/w':>13} {'engine ms/w':>11} {'content ms/w':>12} "
+          f"{'batch':>6} {'lost':>6} {'rows':>6}")
+    stages = {c: create_content_stage(c, args.engine, model.params.step_seconds, threads=args.threads)
+              for c in args.content}
+    for stage in stages.values():
+        print(stage.description)
     for n in args.streams:
         for history in [None, args.history] if args.history else [None]:
             for whole in [True, False] if args.whole else [False]:
-                r = run(n, args.seconds, audio, model, frontend, engine, history, whole)
-                print(f"{r['streams']:7d} {r['cnn']:>7} {r['history']:>7} {r['windows']:7d} {r['late']:5d} "
-                      f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} "
-                      f"{r['cpu_ms_per_stream_second']:15.2f} {r['frontend_ms']:13.3f} {r['engine_ms']:11.3f} "
-                      f"{r['mean_batch']:6.1f} {r['overwritten']:6d} {r['history_rows'] or 0:6.0f}", flush=True)
-            if r["history_errors"]:
-                print(f"history error: {r['history_errors']}")
+                for content, stage in stages.items():
+                    r = run(n, args.seconds, audio, model, frontend, engine, history, whole, stage)
+                    print(f"{r['streams']:7d} {r['cnn']:>7} {r['history']:>7} {r['windows']:7d} {r['late']:5d} "
+                          f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} "
+                          f"{r['cpu_ms_per_stream_second']:15.2f} {r['frontend_ms']:13.3f} {r['engine_ms']:11.3f} "
+                          f"{r['content_ms']:12.3f} {r['mean_batch']:6.1f} {r['overwritten']:6d} "
+                          f"{r['history_rows'] or 0:6.0f}  content {content}", flush=True)
+                    if r["history_errors"]:
+                        print(f"history error: {r['history_errors']}")
     print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")
 
 

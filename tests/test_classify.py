@@ -28,7 +28,8 @@ def test_json_lines_for_every_format(files):
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["path"] for r in results] == [str(p) for p in files.values()]
     for r in results:
-        assert set(r) == {"path", "genre", "probabilities", "windows", "duration"}
+        assert set(r) == {"path", "content", "genre", "probabilities", "windows", "music_windows", "duration"}
+        assert r["content"]["music"] > 11 and r["music_windows"] == r["windows"]
         assert len(r["probabilities"]) == 10 and abs(sum(r["probabilities"].values()) - 1) < 1e-3
         assert r["genre"] == max(r["probabilities"], key=r["probabilities"].get)
         assert r["windows"] == 1 + (12 * 22050 - 65792) // (128 * 256)
@@ -52,11 +53,13 @@ def test_timeline_and_table(files):
     run = classify("--json", "--timeline", files["wav"])
     result = json.loads(run.stdout)
     assert len(result["timeline"]) == result["windows"]
-    mean = np.mean([list(w["probabilities"].values()) for w in result["timeline"]], axis=0)
+    music = [w for w in result["timeline"] if w["content"] == "music"]
+    assert len(music) == result["music_windows"] >= result["windows"] - 1
+    mean = np.mean([list(w["probabilities"].values()) for w in music], axis=0)
     np.testing.assert_allclose(mean, list(result["probabilities"].values()), atol=1e-4)
     assert result["timeline"][1]["start"] == pytest.approx(1.486, abs=1e-3)
     table = classify(files["wav"]).stdout.splitlines()
-    assert table[0].split() == ["file", "genre", "conf", "windows", "seconds"]
+    assert table[0].split() == ["file", "content", "genre", "conf", "windows", "seconds"]
     assert result["genre"] in table[1] and "12.0" in table[1]
 
 

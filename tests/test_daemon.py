@@ -21,8 +21,8 @@ from daemon import collect, gather, predictions, running_daemon
 from streamgenre.model import SHIPPED, load_model
 from streamgenre.server import BACKLOG, Broadcaster
 
-PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "genre", "confidence",
-                   "dead_air", "level_db", "title"}
+PREDICTION_KEYS = {"type", "stream", "seq", "time", "latency_ms", "probabilities", "average", "content",
+                   "content_probabilities", "genre", "confidence", "dead_air", "level_db", "title"}
 
 
 @pytest.mark.parametrize("model", SHIPPED)

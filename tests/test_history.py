@@ -94,6 +94,47 @@ def test_the_sqlite_schema_is_versioned_and_rows_are_updated_in_place(tmp_path):
         open_store(str(path))
 
 
+def version_1_database(store) -> None:
+    """Make `store`'s database what streamgenre wrote before the content stage (schema 1), with a song and dead air."""
+    from streamgenre.history.store import MIGRATIONS
+
+    with store.transaction() as cursor:
+        for statement in MIGRATIONS[1]:
+            cursor.execute(statement)
+        cursor.execute("INSERT INTO schema_version (version) VALUES (1)")
+        for i, (kind, genre) in enumerate([("genre", "rock"), ("dead_air", None)]):
+            cursor.execute(store.sql("INSERT INTO segments (id, stream, kind, genre, start_time, end_time, confidence, "
+                                     "windows, title, closed) VALUES (%(id)s, 's', %(kind)s, %(genre)s, %(start)s, "
+                                     "%(end)s, NULL, 3, NULL, TRUE)"),
+                           {"id": f"old{i}", "kind": kind, "genre": genre, "start": 10.0 * i, "end": 10.0 * i + 10})
+
+
+def assert_migrated(store) -> None:
+    """The old rows as music and silence, and the new kinds taken."""
+    assert store.version() == SCHEMA_VERSION == 2
+    assert [(r["kind"], r["genre"]) for r in store.segments()] == [("music", "rock"), ("silence", None)]
+    [talk] = cut(["speech"] * 4)
+    store.write([talk.row()], [])
+    assert sorted(r["kind"] for r in store.segments()) == ["music", "silence", "speech"]
+    bad = talk.row() | {"id": "x", "kind": "genre"}  # the old kind is refused now
+    with pytest.raises(Exception):
+        store.write([bad], [])
+
+
+def test_a_database_from_before_the_content_stage_is_migrated(tmp_path):
+    from streamgenre.history.sqlite import SqliteStore
+
+    path = tmp_path / "old.sqlite3"
+    old = SqliteStore(path)
+    version_1_database(old)
+    old.close()
+    store = open_store(str(path))
+    assert_migrated(store)
+    store.close()
+    run = report("--history", path, "--stream", "s")
+    assert run.returncode == 0 and run.stdout.splitlines()[0] == "s: music 39 %: rock 39 %, dead air 39 %, talk 23 %"
+
+
 def test_times_are_read_as_a_station_writes_them():
     assert parse_time("1795000000") == 1795000000
     assert parse_time("2026-11-27T14:00:00Z") == 1795788000
@@ -261,6 +302,18 @@ def postgres_server():
     finally:
         subprocess.run(as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_postgresql_database_from_before_the_content_stage_is_migrated():
+    from streamgenre.history.postgres import PostgresStore
+
+    with postgres_server() as url:
+        old = PostgresStore(url)
+        version_1_database(old)
+        old.close()
+        store = open_store(url)
+        assert_migrated(store)
+        store.close()
 
 
 def test_postgresql_takes_the_same_log(tmp_path, music_file):

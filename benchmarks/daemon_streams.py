@@ -2,6 +2,7 @@
 
     python benchmarks/daemon_streams.py [--model paper|musicnn] [--streams 100 250 500 750] [--seconds 30]
                                         [--history PATH|postgresql://...] [--whole] [--content on off]
+                                        [--content-patches 2]
 
 For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
 feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
@@ -33,7 +34,7 @@ from websockets.asyncio.client import connect
 from streamgenre.access import Access
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
-from streamgenre.content_stage import create_content_stage
+from streamgenre.content_stage import PATCHES_PER_STEP, create_content_stage
 from streamgenre.frontend import create_frontend, limit_blas_threads
 from streamgenre.history.recorder import Recorder
 from streamgenre.model import load_model
@@ -86,7 +87,7 @@ class Timed:
 
     def __init__(self, frontend, engine, whole: bool):
         self.frontend, self.engine, self.whole = frontend, engine, whole
-        self.seconds = {"frontend": 0.0, "engine": 0.0}
+        self.seconds = {"frontend": 0.0, "engine": 0.0, "content": 0.0}
 
     def stream_windows(self, ids, steps):
         started = time.perf_counter()
@@ -110,15 +111,15 @@ class TimedContent:
     """The real content stage, with the wall time of its features (the polling thread) and its network (the engine
     thread) counted."""
 
-    def __init__(self, stage, seconds: dict):
-        self.stage, self.seconds = stage, seconds
+    def __init__(self, stage, timed: Timed):
+        self.stage, self.timed = stage, timed
 
     def _timed(self, name, *args):
         started = time.perf_counter()
         try:
             return getattr(self.stage, name)(*args)
         finally:
-            self.seconds["content"] += time.perf_counter() - started
+            self.timed.seconds["content"] += time.perf_counter() - started
 
     def cut(self, *args):
         return self._timed("cut", *args)
@@ -136,7 +137,6 @@ class TimedContent:
 def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, history: str | None = None,
         whole: bool = False, content=None) -> dict:
     timed = Timed(frontend, engine, whole)
-    timed.seconds["content"] = 0.0
     sources = [FedSource(f"s{i}", model.params.sample_rate) for i in range(n)]
     streams = [Stream(s, "last:10", params=model.params) for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
@@ -147,7 +147,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
         if recorder:
             recorder.observe(message)
 
-    pipeline = Pipeline(streams, timed, timed, model.genres, publish, content=TimedContent(content, timed.seconds))
+    pipeline = Pipeline(streams, timed, timed, model.genres, publish, content=TimedContent(content, timed))
     if history:
         recorder = Recorder(history, model.params.step_seconds, pipeline.metrics.registry)
         recorder.start()
@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--whole", action="store_true", help="also run each count computing every window whole")
     parser.add_argument("--content", nargs="+", default=["on"], choices=["on", "off"],
                         help="run each count with the content stage on, off, or both")
+    parser.add_argument("--content-patches", type=int, default=PATCHES_PER_STEP, help="the content stage's patches "
+                        "a window step")
     args = parser.parse_args()
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)
@@ -229,7 +231,8 @@ def main() -> None:
     print(f"{'streams':>7} {'cnn':>7} {'history':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'CPU %':>6} {'CPU ms/stream/s':>15} {'frontend ms/w':>13} {'engine ms/w':>11} {'content ms/w':>12} "
           f"{'batch':>6} {'lost':>6} {'rows':>6}")
-    stages = {c: create_content_stage(c, args.engine, model.params.step_seconds, threads=args.threads)
+    stages = {c: create_content_stage(c, args.engine, model.params.step_seconds, args.content_patches,
+                                      threads=args.threads)
               for c in args.content}
     for stage in stages.values():
         print(stage.description)

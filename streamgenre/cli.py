@@ -276,7 +276,7 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
     if lowered := access.fit_descriptors(len(streams)):
         log.warning("%s", lowered)
     stage = _content(settings["content"], settings["engine"], loaded.params.step_seconds,
-                     settings["content_patches"], settings["fp16"], log.info)
+                     settings["content_patches"], settings["fp16"], log.info, settings["content_switch"])
     log.info("model %s; engine: %s; frontend: %s; %s", loaded.name, engine.description, frontend.description,
              stage.description)
     pipeline = Pipeline(streams, frontend, engine, loaded.genres, publish, content=stage)
@@ -402,7 +402,7 @@ SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "mode
                   "shard_size": SHARD_SIZE, "shard_cpus": 1,
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
-                  "content_patches": PATCHES_PER_STEP}
+                  "content_patches": PATCHES_PER_STEP, "content_switch": None}
 
 
 def _read_config(path: Path) -> dict:
@@ -441,13 +441,13 @@ def _runtime(model: Optional[str], engine_kind: str, frontend_kind: str, fp16: b
 
 
 def _content(setting: str, engine_kind: str, step_seconds: float, patches: int = PATCHES_PER_STEP,
-             fp16: bool = False, log: Callable[[str], None] = lambda message: None):
+             fp16: bool = False, log: Callable[[str], None] = lambda message: None, switch: float | None = None):
     """The content stage asked for (content_stage.create_content_stage); what cannot run is a one-line error."""
     from .backends import EngineError
     from .content_stage import create_content_stage
 
     try:
-        return create_content_stage(setting, engine_kind, step_seconds, patches, fp16=fp16, log=log)
+        return create_content_stage(setting, engine_kind, step_seconds, patches, fp16=fp16, log=log, switch=switch)
     except (ValueError, ModelError, EngineError) as e:
         fail(str(e))
 

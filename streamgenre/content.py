@@ -151,20 +151,32 @@ def frame_count(n_samples: int, params: ContentParams) -> int:
     return max(0, 1 + (n_samples - params.frame_samples) // params.hop_samples)
 
 
-def content_features(audio: np.ndarray, params: ContentParams) -> tuple[np.ndarray, np.ndarray]:
-    """Log mel energies (..., n_frames, bands) and log-energy (..., n_frames) of (..., n_samples) 16-kHz mono
-    float32 audio; -inf where a frame is digital silence, as in the original."""
+def emphasised_frames(audio: np.ndarray, params: ContentParams) -> np.ndarray:
+    """(..., n_frames, frame_samples) frames of (..., n_samples) 16-kHz mono audio, each pre-emphasised on its own
+    (its first sample against itself), as SIDEKIT frames them."""
     audio = np.ascontiguousarray(audio, np.float32)
     n, size = frame_count(audio.shape[-1], params), params.frame_samples
     *lead, stride = audio.strides
     frames = np.lib.stride_tricks.as_strided(audio, (*audio.shape[:-1], n, size),
                                              (*lead, stride * params.hop_samples, stride))
-    emphasised = frames - np.concatenate([frames[..., :1], frames[..., :-1]], axis=-1) * np.float32(params.preemphasis)
+    return frames - np.concatenate([frames[..., :1], frames[..., :-1]], axis=-1) * np.float32(params.preemphasis)
+
+
+def log_mel_energies(frames: np.ndarray, params: ContentParams) -> np.ndarray:
+    """(..., n_frames, bands) log energies of pre-emphasised frames: symmetric Hann window, power spectrum, HTK-mel
+    triangles; -inf for a frame of digital silence, as in the original."""
+    spectrum = np.fft.rfft(frames * np.hanning(params.frame_samples), params.n_fft, axis=-1)
     with np.errstate(divide="ignore"):
-        log_energy = np.log((emphasised.astype(np.float64) ** 2).sum(axis=-1))
-        spectrum = np.fft.rfft(emphasised * np.hanning(size), params.n_fft, axis=-1)
-        power = spectrum.real**2 + spectrum.imag**2
-        return np.log(power @ content_filters(params).T.astype(np.float64)), log_energy
+        return np.log((spectrum.real**2 + spectrum.imag**2) @ content_filters(params).T.astype(np.float64))
+
+
+def content_features(audio: np.ndarray, params: ContentParams) -> tuple[np.ndarray, np.ndarray]:
+    """Log mel energies (..., n_frames, bands) and log-energy (..., n_frames) of (..., n_samples) 16-kHz mono
+    float32 audio, as SIDEKIT's mfcc(get_mspec=True) gives them to the original."""
+    frames = emphasised_frames(audio, params)
+    with np.errstate(divide="ignore"):
+        log_energy = np.log((frames.astype(np.float64) ** 2).sum(axis=-1))
+    return log_mel_energies(frames, params), log_energy
 
 
 def standardised(patches: np.ndarray) -> np.ndarray:
@@ -234,11 +246,24 @@ def switch_matrix(states: int, cost: float, stay: float = 0.0) -> np.ndarray:
     return matrix
 
 
-def energy_units(log_energy: np.ndarray, params: ContentParams) -> np.ndarray:
-    """Whether each 20-ms unit has energy, as the original decides it (relative to the file's mean log-energy)."""
+def relative_energy(log_energy: np.ndarray, params: ContentParams) -> np.ndarray:
+    """The original's rule: a frame has energy above the file's mean log-energy + log(energy_ratio)."""
     finite = np.isfinite(log_energy)
     threshold = log_energy[finite].mean() + np.log(params.energy_ratio) if finite.any() else np.inf
-    active = log_energy > threshold
+    return log_energy > threshold
+
+
+def audible_frames(audio: np.ndarray, params: ContentParams, silence_db: float) -> np.ndarray:
+    """A station's rule: a frame has energy where its level, DC removed, is at least `silence_db` dBFS (what the
+    daemon calls dead air is silence here too; a pause between words is not, once smoothed)."""
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(audio, np.float64), params.frame_samples)
+    frames = frames[:: params.hop_samples][: frame_count(len(audio), params)]
+    return 10 * np.log10(frames.var(axis=1) + 1e-12) >= silence_db
+
+
+def energy_units(active: np.ndarray, params: ContentParams) -> np.ndarray:
+    """Whether each 20-ms unit has energy, from the frames that have it, smoothed as the original smooths them (a
+    2-state Viterbi that keeps a stretch without energy only when it lasts about 0.4 s or more)."""
     emission = np.log(np.where(np.stack([~active, active], 1), 1 - 1e-10, 1e-10))
     transition = switch_matrix(2, params.energy_switch * np.log(10))
     transition[0, 0] = params.energy_stay_silent
@@ -269,8 +294,8 @@ class OnlineSmoother:
     cost is the original's per 20-ms patch scaled by `units` (20-ms units a daemon patch stands for), so evidence
     accumulates at the same rate per second as in the original."""
 
-    def __init__(self, params: ContentParams, units: float):
-        self.cost = params.switch * np.log(10) / units
+    def __init__(self, params: ContentParams, units: float, switch: float | None = None):
+        self.cost = (params.switch if switch is None else switch) * np.log(10) / units
         self.score: np.ndarray | None = None
 
     def update(self, probs: np.ndarray) -> int:
@@ -320,17 +345,16 @@ def unit_levels(audio: np.ndarray, rate: int) -> np.ndarray:
     return 10 * np.log10(units.var(axis=1) + 1e-12)
 
 
-def segment(audio: np.ndarray, engine, params: ContentParams, silence_db: float) -> FileContent:
-    """The original's segmentation of 16-kHz audio (energy, network, Viterbi), and silence wherever a unit's own
-    level is below `silence_db` (the original's energy rule is relative: it calls a constant or a quiet hum
-    energy, and the network cannot score a constant patch)."""
+def segment(audio: np.ndarray, engine, params: ContentParams, silence_db: float | None) -> FileContent:
+    """The original's segmentation of 16-kHz audio (energy, network, Viterbi). Energy by the original's relative
+    rule where `silence_db` is None (it calls a pause between words silence, and a constant or a quiet hum
+    energy); by the level, as the daemon judges dead air, where it is a number."""
     mspec, log_energy = content_features(audio, params)
     if not len(mspec):
         return FileContent([SILENCE], np.full((1, len(params.labels)), 1 / len(params.labels)))
     x, finite = network_input(file_patches(mspec, params))
     probs = finite_probabilities(engine.infer(x) if finite.any() else np.zeros((len(x), len(params.labels))), finite)
-    energy = energy_units(log_energy, params)
+    active = relative_energy(log_energy, params) if silence_db is None else audible_frames(audio, params, silence_db)
+    energy = energy_units(active, params)
     n = min(len(energy), len(probs))
-    labels = segment_units(probs[:n], energy[:n], params)
-    quiet = unit_levels(audio, params.sample_rate)[:n] < silence_db
-    return FileContent([SILENCE if q else label for label, q in zip(labels, quiet)], probs[:n])
+    return FileContent(segment_units(probs[:n], energy[:n], params), probs[:n])

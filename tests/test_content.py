@@ -37,7 +37,7 @@ def our_segments(path, content) -> list[tuple[str, float, float]]:
     model, engine = content
     audio, rate = soundfile.read(path, dtype="float32")
     assert rate == 16000
-    units = segment(audio, engine, model.params, silence_db=-200.0).labels  # the original's rules alone
+    units = segment(audio, engine, model.params, silence_db=None).labels  # the original's energy rule
     return [(label, 0.02 * a, 0.02 * b) for label, a, b in runs(units)]
 
 
@@ -219,3 +219,22 @@ def test_a_daemon_fed_talk_music_and_silence_says_so_and_logs_it(tmp_path):
     segments = [s for s in read_segments(str(history), "show") if s["end_time"] - s["start_time"] >= 3]
     assert [s["kind"] for s in segments] == [SPEECH, MUSIC, SILENCE] and segments[1]["genre"] is not None
     assert segments[0]["genre"] is None and segments[2]["genre"] is None
+
+
+def test_noise_hum_and_dc_are_never_a_genre_in_the_daemon(tmp_path):
+    from daemon import collect, predictions, running_daemon
+
+    rate, seconds = 22050, 10
+    t = np.arange(seconds * rate) / rate
+    rng = np.random.default_rng(2)
+    signals = {"white": np.clip(rng.standard_normal(len(t)), -1, 1), "hiss": 10 ** (-48 / 20) * rng.standard_normal(len(t)),
+               "hum": 0.3 * np.sin(2 * np.pi * 50 * t), "dc": np.full(len(t), 0.3)}
+    specs = [f"{name}={write_audio(tmp_path / f'{name}.wav', x.astype(np.float32))}" for name, x in signals.items()]
+    enough = lambda ms: all(len(predictions([(0, m) for m in ms], n)) >= 4 for n in signals)  # noqa: E731
+    with running_daemon(*specs) as (port, _):
+        got = collect(port, enough, timeout=30)
+    for name in signals:
+        messages = predictions(got, name)
+        assert len(messages) >= 4 and all(m["genre"] is None and m["confidence"] is None for m in messages), name
+        assert {m["content"] for m in messages} == {SILENCE if name == "dc" else NOISE}, name
+        assert all(np.isfinite(list(m["content_probabilities"].values())).all() for m in messages), name

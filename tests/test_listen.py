@@ -5,7 +5,7 @@ import sys
 
 import pexpect
 
-from conftest import synth_music, write_audio
+from conftest import synth_music, synth_speech, write_audio
 
 
 def test_listen_file_draws_bars_in_a_terminal(tmp_path):
@@ -24,3 +24,14 @@ def test_listen_file_draws_bars_in_a_terminal(tmp_path):
     assert len(bars) == 10 and genre in [b[0] for b in bars]
     assert abs(sum(float(b[2]) for b in bars) - 1) <= 10 * 0.005 + 1e-9  # ten figures, each rounded by up to 0.005
     assert "streamgenre  tune (file)" in last and "dBFS" in last and "window 3 at" in last
+
+
+def test_listen_says_talk_for_speech(tmp_path):
+    path = write_audio(tmp_path / "news.wav", synth_speech(6.5, seed=2))
+    term = pexpect.spawn(sys.executable, ["-m", "streamgenre", "listen", "--file", str(path)], dimensions=(40, 120),
+                         timeout=30, encoding="utf-8")
+    term.expect(r"now    TALK   \(speech (\d\.\d\d)  music (\d\.\d\d)  noise (\d\.\d\d)\)")
+    speech, music, noise = map(float, term.match.groups())
+    term.expect(pexpect.EOF)
+    term.close()
+    assert term.exitstatus == 0 and speech > max(music, noise)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from conftest import SHARED_MUSIC
+from conftest import SHARED_MUSIC, synth_speech, write_audio
 from daemon import free_port, running_daemon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -76,53 +76,59 @@ async def cdp(url: str):
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
+def read_overlay(port: int, query: str, ready) -> tuple[dict, bytes]:
+    """The overlay page in headless Chromium: its genre, confidence and bars once ready(state), and a screenshot."""
+    devtools = free_port()
+    profile = tempfile.mkdtemp()
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", f"--remote-debugging-port={devtools}", "--window-size=1920,1080",
+         f"http://127.0.0.1:{port}/overlay?{query}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list", timeout=2) as r:
+                    page = next(t for t in json.load(r) if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                time.sleep(0.2)
+        assert page, "Chromium did not start"
+
+        async def read_page():
+            ws, call = await cdp(page["webSocketDebuggerUrl"])
+            state = {}
+            for _ in range(100):
+                result = await call("Runtime.evaluate", returnByValue=True, expression="""(() => { try { return JSON.stringify({
+                    genre: document.getElementById('genre').textContent,
+                    confidence: document.getElementById('confidence').textContent,
+                    bars: [...document.querySelectorAll('.track')].map(t => [t.dataset.genre,
+                          parseFloat(t.firstChild.style.width)])}) } catch (e) { return "{}" } })()""")
+                state = json.loads(result["result"].get("value", "{}"))
+                if state and ready(state):
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.8)  # let the bar transition finish for the screenshot
+            shot = await call("Page.captureScreenshot", format="png")
+            await ws.close()
+            return state, base64.b64decode(shot["data"])
+
+        return asyncio.run(read_page())
+    finally:
+        browser.kill()
+        browser.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 def test_overlay_shows_live_genre_and_bars_in_chromium(music_file):
     """Set STREAMGENRE_SCREENSHOT=docs/overlay.png to refresh the README's picture (real music from ../shared)."""
     screenshot = os.environ.get("STREAMGENRE_SCREENSHOT")
     source = next((p for p in SHARED_MUSIC if "Hungarian" in p.name), music_file) if screenshot else music_file
-    devtools = free_port()
-    profile = tempfile.mkdtemp()
     with running_daemon(f"song={source}") as (port, _):
-        browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", f"--remote-debugging-port={devtools}", "--window-size=1920,1080",
-             f"http://127.0.0.1:{port}/overlay?stream=song&theme=dark&bars=5"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            page = None
-            for _ in range(100):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list", timeout=2) as r:
-                        page = next(t for t in json.load(r) if t["type"] == "page")
-                    break
-                except (OSError, StopIteration):
-                    time.sleep(0.2)
-            assert page, "Chromium did not start"
-
-            async def read_page():
-                ws, call = await cdp(page["webSocketDebuggerUrl"])
-                state = {}
-                for _ in range(100):
-                    result = await call("Runtime.evaluate", returnByValue=True, expression="""(() => { try { return JSON.stringify({
-                        genre: document.getElementById('genre').textContent,
-                        confidence: document.getElementById('confidence').textContent,
-                        bars: [...document.querySelectorAll('.track')].map(t => [t.dataset.genre,
-                              parseFloat(t.firstChild.style.width)])}) } catch (e) { return "{}" } })()""")
-                    state = json.loads(result["result"].get("value", "{}"))
-                    if len(state.get("bars", [])) == 5 and state["genre"] != "…":
-                        break
-                    await asyncio.sleep(0.2)
-                await asyncio.sleep(0.8)  # let the bar transition finish for the screenshot
-                shot = await call("Page.captureScreenshot", format="png")
-                await ws.close()
-                return state, base64.b64decode(shot["data"])
-
-            state, png = asyncio.run(read_page())
-        finally:
-            browser.kill()
-            browser.wait()
-            shutil.rmtree(profile, ignore_errors=True)
+        state, png = read_overlay(port, "stream=song&theme=dark&bars=5",
+                                  lambda state: len(state.get("bars", [])) == 5 and state["genre"] != "…")
         now = json.loads(get(port, "/api/now")[2])["song"]
     assert state["genre"] in now["average"]
     assert len(state["bars"]) == 5 and state["bars"][0][0] == state["genre"]
@@ -131,3 +137,12 @@ def test_overlay_shows_live_genre_and_bars_in_chromium(music_file):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     if screenshot:
         Path(screenshot).write_bytes(png)
+
+
+def test_overlay_says_talk_instead_of_a_genre(tmp_path):
+    talk = write_audio(tmp_path / "talk.wav", synth_speech(20.0, seed=8))
+    with running_daemon(f"news={talk}") as (port, _):
+        state, _ = read_overlay(port, "stream=news", lambda state: state["genre"] != "…")
+        now = json.loads(get(port, "/api/now")[2])["news"]
+    assert now["content"] == "speech" and now["genre"] is None
+    assert state["genre"] == "TALK" and "% speech" in state["confidence"] and "news" in state["confidence"]

@@ -22,7 +22,7 @@ BACKLOG = 20_000  # messages kept between two drains; a coordinator away for lon
 
 class Shard:
     """`settings`: model, engine, frontend, fp16, threads (ONNX Runtime's), average, silence_db, dead_air_seconds,
-    content, content_patches, realtime (as coordinator.shard_settings makes them)."""
+    content, content_patches, content_switch, realtime (as coordinator.shard_settings makes them)."""
 
     def __init__(self, index: int, settings: dict, specs: list[str]):
         limit_blas_threads()
@@ -33,7 +33,8 @@ class Shard:
         frontend = create_frontend(settings["frontend"], model.params)
         engine = create_engine(model, settings["engine"], threads=settings["threads"], fp16=settings["fp16"])
         content = create_content_stage(settings["content"], settings["engine"], model.params.step_seconds,
-                                       settings["content_patches"], settings["threads"], settings["fp16"])
+                                       settings["content_patches"], settings["threads"], settings["fp16"],
+                                       switch=settings["content_switch"])
         self.description = f"{engine.description}; frontend {frontend.description}; {content.description}"
         self.messages: collections.deque = collections.deque(maxlen=BACKLOG)
         self.pipeline = Pipeline([self._stream(spec) for spec in specs], frontend, engine, model.genres,

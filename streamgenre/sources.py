@@ -6,10 +6,12 @@ reports what happens to it (errors, reconnects, the end of a file) through `even
 
 from __future__ import annotations
 
+import base64
 import collections
 import re
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -141,15 +143,18 @@ class FileSource(Source):
 class UrlSource(Source):
     """An HTTP(S) or Icecast stream (MP3, AAC, Ogg), reconnecting with exponential backoff when it drops.
 
-    Asks for ICY metadata and strips it from the audio, keeping the "now playing" title.
+    Asks for ICY metadata and strips it from the audio, keeping the "now playing" title. Credentials in the URL
+    (`http://user:secret@host:8000/live.mp3`, how relays and protected mounts are reached) go as HTTP Basic auth;
+    a server that refuses them is asked again only every MAX_BACKOFF seconds.
     """
 
     kind = "url"
 
     def __init__(self, name: str, url: str, rate: int = SAMPLE_RATE):
         super().__init__(name, rate)
-        self.url = url
         self.shown = redact(url)  # what messages and the log say: no password, no query values
+        self.url, self.authorization = without_credentials(url)
+        self._refused = False  # the server answered 401 or 403 last time
 
     def run(self) -> None:
         backoff = 1.0
@@ -157,7 +162,7 @@ class UrlSource(Source):
             delivered = self._listen_once()
             if self._stop.is_set():
                 return
-            backoff = 1.0 if delivered else backoff
+            backoff = 1.0 if delivered else MAX_BACKOFF if self._refused else backoff
             self.reconnects += 1
             self.report("reconnecting", f"{self.shown}: reconnecting in {backoff:.0f} s")
             self._stop.wait(backoff)
@@ -165,18 +170,27 @@ class UrlSource(Source):
 
     def _listen_once(self) -> bool:
         """One connection; True if it delivered audio before it ended."""
-        before = self.ring.written
+        before, self._refused = self.ring.written, False
+        headers = {"Icy-MetaData": "1", "User-Agent": "streamgenre"}
+        if self.authorization:
+            headers["Authorization"] = self.authorization
         try:
-            request = urllib.request.Request(self.url, headers={"Icy-MetaData": "1", "User-Agent": "streamgenre"})
+            request = urllib.request.Request(self.url, headers=headers)
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
                 reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
                 with open_container(reader, CONNECT_TIMEOUT, self.shown) as container:
                     self.error = None
                     self.write_paced(decode_chunks(container, self.shown, self.skip, self.rate), realtime=True)
-            self.fail(f"{self.shown}: the stream ended")
+            if not self._stop.is_set():  # stopped by the daemon is not the stream's end
+                self.fail(f"{self.shown}: the stream ended")
         except AudioError as e:
             self.fail(str(e).replace(self.url, self.shown))
-        except OSError as e:  # refused, unreachable, timed out, HTTP errors
+        except urllib.error.HTTPError as e:
+            self._refused = e.code in (401, 403)
+            why = {401: "the server wants credentials (user:password@ in the URL)" if not self.authorization
+                   else "the server refused the credentials", 403: "access forbidden"}.get(e.code, e.reason)
+            self.fail(f"{self.shown}: HTTP {e.code}: {why}")
+        except OSError as e:  # refused, unreachable, timed out
             self.fail(f"{self.shown}: {getattr(e, 'reason', None) or e}")
         except Exception as e:  # whatever else a hostile stream causes: a reconnect, never the source's end
             self.fail(f"{self.shown}: {type(e).__name__}: {e}")
@@ -186,6 +200,19 @@ class UrlSource(Source):
         if title != self.title:
             self.title = title
             self.report("title", title)
+
+
+def without_credentials(url: str) -> tuple[str, str | None]:
+    """The URL with any user:password@ taken out, and the HTTP Basic Authorization header they make (or None)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
 
 
 class IcyReader:

@@ -112,3 +112,47 @@ def test_the_first_reconnect_waits_one_second():
         time.sleep(4.5)  # refused at once: reconnecting in 1 s, 2 s, then 4 s
     waits = [line.rsplit(" in ", 1)[1] for line in proc.stdout.read().splitlines() if "reconnecting in" in line]
     assert waits[:2] == ["1 s", "2 s"]  # 1 s, then doubling, as documented
+
+
+class ProtectedRadio(Radio):
+    """The same radio behind HTTP Basic auth (how protected Icecast mounts and relays are reached)."""
+
+    expected = "Basic " + __import__("base64").b64encode(b"relay:s3cr%t").decode()  # user relay, password s3cr%t
+    asked: list = []
+
+    def do_GET(self):
+        type(self).asked.append(self.headers.get("Authorization"))
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="icecast"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_a_refusal_says_so(tmp_path):
+    from streamgenre.sources import MAX_BACKOFF, UrlSource
+
+    path = write_audio(tmp_path / "radio.mp3", synth_music(20, seed=6))
+    ProtectedRadio.mp3, ProtectedRadio.seconds, ProtectedRadio.connections = path.read_bytes(), 20.0, 0
+    ProtectedRadio.cut_after, ProtectedRadio.asked = 1e9, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), ProtectedRadio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    good, bad = (UrlSource(name, f"http://relay:{password}@127.0.0.1:{port}/live.mp3")
+                 for name, password in (("good", "s3cr%25t"), ("bad", "wrong")))
+    try:
+        for source in (good, bad):
+            source.start()
+        deadline = time.monotonic() + 20
+        while (good.ring.written < 22050 or not bad.events) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        good.stop(), bad.stop(), server.shutdown()
+    assert good.ring.written >= 22050 and good.error is None  # audio flows with the right credentials
+    assert bad.ring.written == 0 and bad.error == f"{bad.shown}: HTTP 401: the server refused the credentials"
+    assert "wrong" not in bad.error and ":***@" in bad.shown  # never the password in a message
+    time.sleep(0.5)
+    reconnecting = [e["message"] for e in bad.events if e["event"] == "reconnecting"]
+    assert reconnecting == [f"{bad.shown}: reconnecting in {MAX_BACKOFF:.0f} s"]  # not every second
+    assert ProtectedRadio.expected in ProtectedRadio.asked and None not in ProtectedRadio.asked

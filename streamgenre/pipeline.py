@@ -61,6 +61,12 @@ class Average:
         self.value: np.ndarray | None = None
         self._count = 0
 
+    def restart(self) -> None:
+        """Forget every window so far: a new song starts its own average."""
+        self.value, self._count = None, 0
+        if self._recent is not None:
+            self._recent.clear()
+
     def update(self, probs: np.ndarray) -> np.ndarray:
         self._count += 1
         if self._recent is not None:
@@ -105,6 +111,8 @@ class Stream:
         self.created = time.monotonic()  # a source that has not delivered yet has STALE_SECONDS from here
         self.resample = Resampler(source.rate, to_rate=params.sample_rate) if source.rate != params.sample_rate else None
         self.average = Average(average, params.step_seconds)
+        self.averaged_title: str | None = None  # the ICY title the running average belongs to
+        self.restart_average = False  # set by dead air: the music after it starts a new average
         self.seq = 0
         self.steps = 0  # steps of frames cut since the start
         self.samples_in = 0  # samples at the model's rate read from the source
@@ -361,9 +369,13 @@ class Pipeline:
             return
         if content.kind == SILENCE:
             stream.dead_air_since = stream.dead_air_since or arrived
+            stream.restart_average = True
         else:
             stream.dead_air_since = None
         if content.is_music:
+            if stream.restart_average or stream.source.title != stream.averaged_title:  # a new song
+                stream.average.restart()
+                stream.restart_average, stream.averaged_title = False, stream.source.title
             average = stream.average.update(probs)
         else:
             average = stream.average.value if stream.average.value is not None else np.zeros_like(probs)

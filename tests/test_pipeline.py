@@ -48,13 +48,13 @@ def test_pipeline_batches_streams_and_matches_whole_file_classification(music_fi
     streams = [Stream(FileSource(f"s{i}", music_file, realtime=False), "all") for i in range(3)]
     messages = []
     pipeline = Pipeline(streams, create_frontend("cpu"), engine, model.genres, messages.append)
+    want = engine.infer(windows(log_mel(load_audio(music_file))))
     pipeline.start()
     deadline = time.monotonic() + 30
     ended = lambda: sum(m["type"] == "status" and m["event"] == "ended" for m in messages)  # noqa: E731
-    while not (all(s.exhausted for s in streams) and ended() == 3) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not (all(s.seq == len(want) for s in streams) and ended() == 3) and time.monotonic() < deadline:
+        time.sleep(0.05)  # every window through the engine thread, and every file's end reported
     pipeline.stop()
-    want = engine.infer(windows(log_mel(load_audio(music_file))))
     for s in streams:
         got = [m for m in messages if m["type"] == "prediction" and m["stream"] == s.name]
         assert len(got) == len(want) and s.counters()["samples_overwritten"] == 0
@@ -64,3 +64,30 @@ def test_pipeline_batches_streams_and_matches_whole_file_classification(music_fi
     batches = pipeline.metrics.registry.get_sample_value("streamgenre_engine_batch_size_sum")
     calls = pipeline.metrics.registry.get_sample_value("streamgenre_engine_batch_size_count")
     assert batches == 3 * len(want) and calls < batches  # windows of several streams went through together
+
+
+def test_a_new_title_and_dead_air_start_a_new_average(music_file):
+    """The running average belongs to one song: a new ICY title or dead air starts it afresh, talk only pauses it."""
+    from streamgenre.content import MUSIC, SILENCE, SPEECH
+    from streamgenre.content_stage import Content
+
+    model = load_model()
+    stream = Stream(FileSource("radio", music_file), "last:10")
+    messages = []
+    pipeline = Pipeline([stream], create_frontend("cpu"), create_engine(model, "onnx"), model.genres, messages.append)
+    pop, rock = np.eye(10)[model.genres.index("pop")], np.eye(10)[model.genres.index("rock")]
+
+    def window(probs, kind=MUSIC, title=None):
+        stream.source.title = title
+        pipeline._send_prediction(stream, probs, Content(kind, None), 0.0, time.monotonic(), -20.0)
+        return messages[-1]
+
+    for _ in range(5):
+        window(pop, title="A - Pop song")
+    assert window(rock, title="B - Rock song")["genre"] == "rock"  # a new title: the pop windows are forgotten
+    window(rock, title="B - Rock song")
+    assert window(pop, SPEECH, title="B - Rock song")["genre"] is None  # talk: no genre, the average waits
+    assert window(pop, title="B - Rock song")["average"]["rock"] == pytest.approx(2 / 3, abs=1e-4)  # and resumes
+    window(pop, SILENCE, title="B - Rock song")
+    after = window(pop, title="B - Rock song")
+    assert after["genre"] == "pop" and after["average"]["pop"] == 1.0  # the music after dead air starts anew

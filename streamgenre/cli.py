@@ -164,7 +164,9 @@ def serve(
     host: Optional[str] = typer.Option(None, "--host", help="address to listen on [127.0.0.1]"),
     port: Optional[int] = typer.Option(None, "--port", help="port for WebSocket and HTTP [8765]"),
     average: Optional[str] = typer.Option(None, "--average", help="last:N, ema:SECONDS or all [last:10]"),
-    fast: bool = typer.Option(False, "--fast", help="read files as fast as possible instead of in real time"),
+    fast: bool = typer.Option(False, "--fast", help="read files as fast as possible instead of in real time, once "
+                              "each, the genre log timed by the audio's clock"),
+    once: bool = typer.Option(False, "--once", help="play each file once (they loop in real time otherwise)"),
     model: Optional[str] = ModelOption,
     engine_kind: Optional[str] = typer.Option(None, "--engine", help="auto, tensorrt or onnx [auto]"),
     frontend_kind: Optional[str] = typer.Option(None, "--frontend", help="auto, gpu or cpu [auto]"),
@@ -202,6 +204,7 @@ def serve(
                  "allow_origins": allow_origin, "history": history, "cluster": cluster, "shard_size": shard_size,
                  "content": content}
     settings |= {k: v for k, v in overrides.items() if v is not None}
+    settings["loop"] = not (once or fast)
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
     if problem := access.check_settings():
         fail(problem)
@@ -217,6 +220,8 @@ def serve(
     def publish(message: dict) -> None:
         if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped", "interrupted"):
             log.warning("%s", message["message"])
+        elif message["type"] == "status" and message["event"] in ("recovered", "looped", "ended"):
+            log.info("%s", message["message"])
         broadcaster.publish(message)
         if recorder:
             recorder.observe(message)
@@ -272,7 +277,7 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
     loaded, frontend, engine = _runtime(settings["model"], settings["engine"], settings["frontend"], settings["fp16"],
                                         log.info)
     streams = _build(specs, settings["average"], realtime, False, loaded.params, settings["silence_db"],
-                     settings["dead_air_seconds"])
+                     settings["dead_air_seconds"], settings["loop"])
     if lowered := access.fit_descriptors(len(streams)):
         log.warning("%s", lowered)
     stage = _content(settings["content"], settings["engine"], loaded.params.step_seconds,
@@ -284,7 +289,8 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
 
     def serve_specs(new_specs: list[str]) -> None:
         new = reloaded_streams(pipeline.streams, new_specs, lambda spec: stream_from_spec(
-            spec, settings["average"], realtime, settings["silence_db"], settings["dead_air_seconds"], loaded.params))
+            spec, settings["average"], realtime, settings["silence_db"], settings["dead_air_seconds"], loaded.params,
+            settings["loop"]))
         pipeline.replace_streams(new)
         log.info("reload: %d streams (%d new)", len(new), sum(not any(n is s for s in pipeline.streams) for n in new))
 
@@ -453,7 +459,7 @@ def _content(setting: str, engine_kind: str, step_seconds: float, patches: int =
 
 
 def _build(specs: list[str], average: str, realtime: bool, strict: bool, params, silence_db: float = SILENCE_DB,
-           dead_air_seconds: float = DEAD_AIR_SECONDS) -> list:
+           dead_air_seconds: float = DEAD_AIR_SECONDS, loop: bool = False) -> list:
     """One stream per source, for a model's frontend `params`; with `strict` a source that cannot open is an error,
     else it is kept as a broken stream that reports its error."""
     import logging
@@ -465,7 +471,7 @@ def _build(specs: list[str], average: str, realtime: bool, strict: bool, params,
         Average(average)
     except ValueError as e:
         fail(str(e))
-    streams = [stream_from_spec(spec, average, realtime, silence_db, dead_air_seconds, params) for spec in specs]
+    streams = [stream_from_spec(spec, average, realtime, silence_db, dead_air_seconds, params, loop) for spec in specs]
     broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
     if broken and strict:
         fail(broken[0])

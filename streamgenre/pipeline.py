@@ -167,7 +167,7 @@ class Stream:
         if source.error:
             return source.error
         if source.finished:
-            return "ended"
+            return None if source.kind == "file" else "ended"  # a file played to its end is not a failure
         heard = source.ring.arrival_time(source.ring.written) if source.ring.written else self.created
         if time.monotonic() - heard > STALE_SECONDS:
             return f"no audio in the last {STALE_SECONDS:.0f} s"
@@ -190,11 +190,11 @@ def status_message(stream, event: str, message: str) -> dict:
 
 
 def stream_from_spec(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float,
-                     params: FrontendParams) -> Stream:
-    """The stream of one source spec for a model's frontend `params`; a source that cannot open becomes a broken
-    stream that reports its error."""
+                     params: FrontendParams, loop: bool = False) -> Stream:
+    """The stream of one source spec for a model's frontend `params` (files looping with `loop`); a source that
+    cannot open becomes a broken stream that reports its error."""
     try:
-        source = parse_source(spec, realtime, params.sample_rate)
+        source = parse_source(spec, realtime, params.sample_rate, loop)
     except AudioError as e:
         source = BrokenSource(split_spec(spec)[0], str(e))
     stream = Stream(source, average, float(silence_db), float(dead_air_seconds), params)

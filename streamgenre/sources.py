@@ -123,21 +123,29 @@ def _blocks(chunks, size: int):
 
 
 class FileSource(Source):
-    """A file decoded as it plays, paced at real time (as if live) or as fast as the pipeline takes it."""
+    """A file decoded as it plays, paced at real time (as if live) or as fast as the pipeline takes it; with `loop`,
+    from the start again at its end (a jingle or a loop among live streams), as long as it gives audio."""
 
     kind = "file"
 
-    def __init__(self, name: str, path: str | Path, realtime: bool = True, rate: int = SAMPLE_RATE):
+    def __init__(self, name: str, path: str | Path, realtime: bool = True, rate: int = SAMPLE_RATE,
+                 loop: bool = False):
         super().__init__(name, rate)
         self.path = str(path)
-        self.realtime = realtime
+        self.realtime, self.loop = realtime, loop
         check_file(path)
 
     def run(self) -> None:
-        with open_container(self.path) as container:
-            self.write_paced(decode_chunks(container, self.path, self.skip, self.rate), self.realtime)
-        if not self._stop.is_set():
-            self.report("ended", f"{self.path}: end of file")
+        while True:
+            before = self.ring.written
+            with open_container(self.path) as container:
+                self.write_paced(decode_chunks(container, self.path, self.skip, self.rate), self.realtime)
+            if self._stop.is_set():
+                return
+            if not (self.loop and self.ring.written > before):
+                self.report("ended", f"{self.path}: end of file")
+                return
+            self.report("looped", f"{self.path}: end of file, playing it from the start again")
 
 
 class UrlSource(Source):
@@ -179,6 +187,8 @@ class UrlSource(Source):
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT) as response:
                 reader = IcyReader(response, int(response.headers.get("icy-metaint") or 0), self._set_title)
                 with open_container(reader, CONNECT_TIMEOUT, self.shown) as container:
+                    if self.error:
+                        self.report("recovered", f"{self.shown}: connected again, audio flows")
                     self.error = None
                     self.write_paced(decode_chunks(container, self.shown, self.skip, self.rate), realtime=True)
             if not self._stop.is_set():  # stopped by the daemon is not the stream's end
@@ -342,12 +352,12 @@ def split_spec(spec: str) -> tuple[str, str, str]:
     return name or Path(target).stem, "file", target
 
 
-def parse_source(spec: str, realtime: bool = True, rate: int = SAMPLE_RATE) -> Source:
+def parse_source(spec: str, realtime: bool = True, rate: int = SAMPLE_RATE, loop: bool = False) -> Source:
     """The source of a spec (split_spec). Files and streams are decoded at `rate` (the model's); a sound card
-    delivers its own."""
+    delivers its own. Files play once, or again and again with `loop`."""
     name, kind, target = split_spec(spec)
     if kind == "device":
         return DeviceSource(name, target.partition(":")[2] or None)
     if kind == "url":
         return UrlSource(name, target.replace("icy://", "http://", 1), rate)
-    return FileSource(name, target, realtime, rate)
+    return FileSource(name, target, realtime, rate, loop)

@@ -23,6 +23,8 @@ def render(stream: Stream, genres: tuple[str, ...], model_name: str, engine: str
     ]
     if source.error:
         lines.append(f"status {source.error}")
+    elif stream.exhausted and source.kind == "file":
+        lines.append("status the file has ended")
     if message is None:
         lines.append("waiting for the first window (about 3 s of audio) ...")
     else:
@@ -35,6 +37,7 @@ def render(stream: Stream, genres: tuple[str, ...], model_name: str, engine: str
         if message["title"]:
             lines.append(f"title  {message['title']}")
         lines.append("")
+        lines.append(f"running average of the music ({stream.average.spec}):")
         for genre in genres:
             p = message["average"][genre]
             lines.append(f"{genre:>10} {'█' * round(p * BAR)}{'░' * (BAR - round(p * BAR))} {p:5.2f}")

@@ -198,7 +198,7 @@ def test_a_daemon_fed_talk_music_and_silence_says_so_and_logs_it(tmp_path):
         return all(any(m["type"] == "prediction" and m["stream"] == name and m["time"] > len(audio) / rate - 1.5
                        for m in ms) for name, audio in (("show", show), ("mt", music_then_talk)))
 
-    with running_daemon("--config", str(config)) as (port, proc):  # in real time: a client sees every window
+    with running_daemon("--config", str(config), "--once") as (port, proc):  # in real time: a client sees them all
         got = collect(port, ended, timeout=60)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

@@ -15,9 +15,10 @@ import soundfile
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 import json
+import time
 
 from conftest import synth_music, write_audio
-from daemon import collect, gather, predictions, running_daemon
+from daemon import collect, gather, http_get, predictions, running_daemon
 from streamgenre.model import SHIPPED, load_model
 from streamgenre.server import BACKLOG, Broadcaster
 
@@ -151,3 +152,20 @@ def test_a_client_that_never_reads_loses_its_oldest_messages_not_the_others():
     assert got == list(range(BACKLOG + 3000))  # the reading client got everything, in order
     assert dropped > 2000 and behind - dropped == BACKLOG  # the stalled one lost the oldest, counted, and is due
     assert total == dropped  # the newest BACKLOG; once it has left, its losses stay counted
+
+def test_a_file_among_live_streams_loops_and_an_ended_file_is_no_failure(tmp_path):
+    """`serve` plays files again and again in real time (the README's jingles); with --once a file ends, and
+    /healthz does not call that a failure."""
+    jingle = write_audio(tmp_path / "jingle.wav", synth_music(4.0, seed=9))
+    with running_daemon(f"jingles={jingle}") as (port, _):
+        got = collect(port, lambda ms: sum(m["type"] == "status" and m["event"] == "looped" for m in ms) >= 2,
+                      timeout=20)
+        looping = http_get(port, "/healthz")
+    assert [m["event"] for _, m in got if m["type"] == "status"].count("looped") >= 2
+    assert predictions(got, "jingles")[-1]["time"] > 6.0 and looping[0] == 200  # past the first end
+    with running_daemon(f"jingles={jingle}", "--once") as (port, _):
+        got = collect(port, lambda ms: any(m["type"] == "status" and m["event"] == "ended" for m in ms), timeout=20)
+        time.sleep(0.5)
+        ended = http_get(port, "/healthz")
+    assert "looped" not in [m["event"] for _, m in got if m["type"] == "status"]
+    assert ended[0] == 200, ended

@@ -46,7 +46,7 @@ def test_classify_json_stays_json_with_nan_samples(tmp_path):
 
 def test_daemon_messages_stay_finite_with_nan_samples(tmp_path):
     path = nan_file(tmp_path)
-    with running_daemon(f"nan={path}", "--average", "all") as (port, _):
+    with running_daemon(f"nan={path}", "--average", "all", "--once") as (port, _):
         got = collect(port, lambda ms: any(m["type"] == "status" and m["event"] == "ended" for m in ms), timeout=20,
                       raw=True)
     messages = [strict_json(text) for _, text in got]  # every message, exactly as it was sent
@@ -103,7 +103,7 @@ def test_classify_reports_a_fifo_and_a_folder_in_one_line_each_and_goes_on(tmp_p
 
 
 def test_daemon_file_source_plays_through_a_format_change(broken):
-    with running_daemon(f"change={broken / 'change.mp3'}", "--average", "last:2") as (port, _):
+    with running_daemon(f"change={broken / 'change.mp3'}", "--average", "last:2", "--once") as (port, _):
         got = collect(port, lambda ms: any(m["type"] == "status" and m["event"] in ("ended", "error") for m in ms),
                       timeout=30)
     events = [m["event"] for _, m in got if m["type"] == "status"]

@@ -38,7 +38,7 @@ log = logging.getLogger("streamgenre.cluster")
 def shard_settings(settings: dict, realtime: bool) -> dict:
     """What every shard needs of the daemon's settings to run today's pipeline."""
     keys = ("model", "engine", "frontend", "fp16", "average", "silence_db", "dead_air_seconds", "content",
-            "content_patches", "content_switch")
+            "content_patches", "content_switch", "loop")
     return {k: settings[k] for k in keys} | {"realtime": realtime, "cpus": float(settings["shard_cpus"]),
                                             "threads": max(1, math.ceil(float(settings["shard_cpus"])))}
 

@@ -28,8 +28,17 @@ ContentOption = typer.Option("on", "--content", help="on: say music, speech, noi
                              "for music only; off: a genre for every sound that is not silence")
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"streamgenre {version('streamgenre')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _commands() -> None:
+def _commands(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                           help="say the version and stop")) -> None:
     """Real-time music-genre classification (Dong 2018's CNN) of files, sound cards and streams."""
     from .frontend import limit_blas_threads
 
@@ -59,8 +68,12 @@ def classify(
     loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
     stage = _content(content, engine_kind, loaded.params.step_seconds, fp16=fp16)
     failed = 0
+    import shutil
+
+    # the file column as wide as the longest name, and as the terminal leaves room for ($COLUMNS when piped)
+    width = max(20, min(max(len(str(p)) for p in paths), shutil.get_terminal_size().columns - 53))
     if not as_json:
-        typer.echo(f"{'file':40} {'content':18} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
+        typer.echo(f"{'file':{width}} {'content':18} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
     for path in paths:
         try:
             result = classify_file(path, frontend, engine, loaded.genres, stage, timeline)
@@ -83,7 +96,7 @@ def classify(
             typer.echo(json.dumps(result, allow_nan=False))
         else:
             genre, conf = result["genre"] or "-", f"{result['probabilities'][result['genre']]:5.2f}" if result["genre"] else "    -"
-            typer.echo(f"{_fit(str(path), 40)} {_content_share(result['content']):18} {genre:10} {conf} "
+            typer.echo(f"{_fit(str(path), width):{width}} {_content_share(result['content']):18} {genre:10} {conf} "
                        f"{result['windows']:7d} {result['duration']:8.1f}")
             for window in result.get("timeline", []):
                 top = max(window["probabilities"], key=window["probabilities"].get)
@@ -160,7 +173,7 @@ def listen(
 @app.command()
 def serve(
     sources: list[str] = typer.Argument(None, help="[name=]device:ID, [name=]PATH or [name=]URL, as many as wanted"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with host, port, average and [[source]]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with host, port, average and \\[\\[source]] tables"),
     host: Optional[str] = typer.Option(None, "--host", help="address to listen on [127.0.0.1]"),
     port: Optional[int] = typer.Option(None, "--port", help="port for WebSocket and HTTP [8765]"),
     average: Optional[str] = typer.Option(None, "--average", help="last:N, ema:SECONDS or all [last:10]"),
@@ -352,8 +365,8 @@ def report(
 ) -> None:
     """What aired: airtime per genre per stream, the longest segments and dead air, from the genre log."""
     from .history import HistoryError, default_location
-    from .history.report import as_csv, as_json, as_table, clipped, parse_time, plot, summarize
-    from .history.store import read_segments
+    from .history.report import as_csv, as_json, as_table, clipped, nothing_found, parse_time, plot, summarize
+    from .history.store import read_segments, read_stream_spans
 
     if output not in ("table", "csv", "json"):
         fail(f"--format {output!r}: use table, csv or json")
@@ -363,6 +376,9 @@ def report(
     try:
         start, end = (parse_time(t) if t else None for t in (since, until))
         segments = clipped(read_segments(location, stream, start, end), start, end)
+        if not segments:
+            typer.echo(f"streamgenre: {nothing_found(read_stream_spans(location), stream, start, end)}", err=True)
+            raise typer.Exit(1)
     except (ValueError, HistoryError) as e:
         fail(str(e))
     summary = summarize(segments)

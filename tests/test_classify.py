@@ -1,6 +1,8 @@
 """`streamgenre classify` on real files, through the real CLI."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -82,3 +84,21 @@ def test_bad_files_are_reported_and_the_rest_still_classified(tmp_path, files):
 def test_missing_model_is_a_clear_error(files, tmp_path):
     run = classify("--model", tmp_path / "none.onnx", files["wav"])
     assert run.returncode == 2 and run.stderr.strip() == f"streamgenre: error: {tmp_path / 'none.onnx'}: no such model file (the shipped ones: paper, musicnn)"
+
+
+def test_version_help_and_names_as_wide_as_the_terminal(files, tmp_path):
+    from importlib.metadata import version
+
+    run = subprocess.run([sys.executable, "-m", "streamgenre", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == f"streamgenre {version('streamgenre')}\n"
+    run = subprocess.run([sys.executable, "-m", "streamgenre", "serve", "--help"], capture_output=True, text=True,
+                         env=dict(os.environ, COLUMNS="200"))
+    assert "[[source]]" in run.stdout
+    deep = tmp_path / ("a-long-folder-name-" * 4) / "song.wav"
+    deep.parent.mkdir()
+    shutil.copy(files["wav"], deep)
+    wide = subprocess.run([sys.executable, "-m", "streamgenre", "classify", str(deep)], capture_output=True, text=True,
+                          env=dict(os.environ, COLUMNS="250"), timeout=120).stdout.splitlines()
+    narrow = subprocess.run([sys.executable, "-m", "streamgenre", "classify", str(deep)], capture_output=True,
+                            text=True, env=dict(os.environ, COLUMNS="80"), timeout=120).stdout.splitlines()
+    assert wide[1].startswith(str(deep) + " ") and max(map(len, narrow)) <= 80 and narrow[1].startswith("...")

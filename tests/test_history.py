@@ -268,6 +268,21 @@ def test_report_errors_are_one_line(tmp_path):
     assert run.returncode == 2 and "not a time" in run.stderr and run.stderr.count("\n") == 1
     assert clipped([{"start_time": 0.0, "end_time": 10.0}], 4.0, 6.0) == [{"start_time": 4.0, "end_time": 6.0}]
     assert summarize([]) == {}
+    run = report("--history", tmp_path / "h.sqlite3", "--since", "yesterday", "--until", "today")
+    assert run.returncode == 1 and "no segments between" in run.stderr and "the log is empty" in run.stderr
+
+
+def test_an_empty_report_says_so_and_what_the_log_holds(tmp_path):
+    store = open_store(str(tmp_path / "h.sqlite3"))
+    [song] = cut(["rock"] * 4, ends=[time.time() - 60 + STEP * i for i in range(4)])
+    store.write([song.row() | {"stream": "radio1"}], [])
+    store.close()
+    run = report("--history", tmp_path / "h.sqlite3", "--since", "yesterday", "--until", "today")  # today is left out
+    assert run.returncode == 1 and run.stdout == ""
+    assert "no segments between" in run.stderr and "(the log has: radio1 " in run.stderr
+    run = report("--history", tmp_path / "h.sqlite3", "--stream", "radoi1")
+    assert run.returncode == 1 and "no segments of 'radoi1'" in run.stderr and "radio1" in run.stderr
+    assert report("--history", tmp_path / "h.sqlite3", "--since", "today").returncode == 0
 
 
 # --- PostgreSQL, a real server ---

@@ -81,6 +81,18 @@ def summarize(segments: list[dict]) -> dict:
             for name, e in sorted(streams.items())}
 
 
+def nothing_found(spans: dict[str, tuple[float, float]], stream: str | None, since: float | None,
+                  until: float | None) -> str:
+    """Why a report is empty, and what the log does hold: "no segments of radio1 between ... (the log has: ...)"."""
+    period = (f"between {_local(since) if since is not None else 'the start'} and "
+              f"{_local(until) if until is not None else 'now'}")
+    what = f"no segments of {stream!r} {period}" if stream else f"no segments {period}"
+    if not spans:
+        return f"{what}: the log is empty (the daemon writes it as it serves)"
+    held = "; ".join(f"{name} {_local(a)} - {_local(b)}" for name, (a, b) in spans.items())
+    return f"{what} (the log has: {held})"
+
+
 def headline(entry: dict) -> str:
     """ "talk 31 %, music 62 %: rock 40 %, pop 22 %, dead air 7 %": the kinds that aired, the genres within the
     music (shares of all the time served)."""
@@ -145,14 +157,15 @@ def plot(segments: list[dict], summary: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates
     import matplotlib.pyplot as plt
 
     genres = sorted({s["genre"] for s in segments if s["kind"] == MUSIC})
     palette = plt.get_cmap("tab10")
     colour = {g: palette(GENRE_PALETTE[i % len(GENRE_PALETTE)]) for i, g in enumerate(genres)} | KIND_COLOURS
     rows = max(1, len(summary))
-    fig, axes = plt.subplots(rows, 2, figsize=(13, 1.2 + 1.3 * rows), squeeze=False,
-                             gridspec_kw={"width_ratios": [4, 1]})
+    fig, axes = plt.subplots(rows, 2, figsize=(13, 1.2 + 1.3 * rows), squeeze=False, sharex="col",
+                             gridspec_kw={"width_ratios": [4, 1]})  # one time axis for every stream
     for (name, e), (timeline, bars) in zip(summary.items(), axes):
         for s in (s for s in segments if s["stream"] == name):
             label = s["genre"] if s["kind"] == MUSIC else s["kind"]
@@ -161,6 +174,9 @@ def plot(segments: list[dict], summary: dict, path: str) -> None:
         timeline.set_yticks([])
         timeline.set_ylabel(name, rotation=0, ha="right", va="center")
         timeline.xaxis_date()
+        locator = matplotlib.dates.AutoDateLocator(minticks=4, maxticks=10)
+        timeline.xaxis.set_major_locator(locator)
+        timeline.xaxis.set_major_formatter(matplotlib.dates.ConciseDateFormatter(locator))
         names = list(e["airtime"])
         bars.barh(range(len(names)), [e["airtime"][g]["seconds"] / 60 for g in names],
                   color=[colour.get(g, "black") for g in names])

@@ -145,6 +145,15 @@ class Store:
             cursor.close()
         return [dict(zip(SEGMENT_COLUMNS, row)) | {"closed": bool(row[-1])} for row in rows]
 
+    def stream_spans(self) -> dict[str, tuple[float, float]]:
+        """Each stream in the log, with the start of its first segment and the end of its last."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("SELECT stream, MIN(start_time), MAX(end_time) FROM segments GROUP BY stream ORDER BY stream")
+            return {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        finally:
+            cursor.close()
+
     def close(self) -> None:
         self.connection.close()
 
@@ -180,6 +189,15 @@ def read_segments(location: str, stream: str | None = None, since: float | None 
     store = open_store(location)
     try:
         return store.segments(stream, since, until, limit)
+    finally:
+        store.close()
+
+
+def read_stream_spans(location: str) -> dict[str, tuple[float, float]]:
+    """What the log holds: each stream and the time its segments span (Store.stream_spans)."""
+    store = open_store(location)
+    try:
+        return store.stream_spans()
     finally:
         store.close()
 

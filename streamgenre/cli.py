@@ -228,7 +228,8 @@ def serve(
     recorder = None
     broadcaster = Broadcaster(lambda: {
         "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
-        "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error} for s in pipeline.streams]})
+        "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error, "ended": s.source.finished}
+                    for s in pipeline.streams]})
 
     def publish(message: dict) -> None:
         if message["type"] == "status" and message["event"] in ("error", "reconnecting", "dropped", "interrupted"):

@@ -37,7 +37,7 @@ def test_file_in_real_time_gives_hello_then_a_prediction_every_1_49_s(music_file
     hello = got[0][1]
     assert hello["type"] == "hello" and hello["version"] == 1 and len(hello["genres"]) == 10
     assert hello["model"] == loaded.name and loaded.path.name == SHIPPED[model]
-    assert hello["streams"] == [{"name": "song", "kind": "file", "error": None}]
+    assert hello["streams"] == [{"name": "song", "kind": "file", "error": None, "ended": False}]
     preds = predictions(got)
     assert len(preds) >= 5
     for p in preds:

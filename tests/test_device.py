@@ -50,7 +50,7 @@ def test_devices_lists_the_card(pulse):
 def test_serve_from_a_sound_card(pulse):
     with running_daemon("desk=device:pulse", env=pulse) as (port, _):
         got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 3, timeout=25)
-    assert got[0][1]["streams"] == [{"name": "desk", "kind": "device", "error": None}]
+    assert got[0][1]["streams"] == [{"name": "desk", "kind": "device", "error": None, "ended": False}]
     preds = predictions(got)
     assert len(preds) >= 3 and all(p["stream"] == "desk" for p in preds)
     assert len({tuple(p["probabilities"].values()) for p in preds}) > 1  # it hears changing music, not silence

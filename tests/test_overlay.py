@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from conftest import SHARED_MUSIC, synth_speech, write_audio
+from conftest import SHARED_MUSIC, synth_music, synth_speech, write_audio
 from daemon import free_port, running_daemon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -76,8 +76,9 @@ async def cdp(url: str):
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
-def read_overlay(port: int, query: str, ready) -> tuple[dict, bytes]:
-    """The overlay page in headless Chromium: its genre, confidence and bars once ready(state), and a screenshot."""
+def read_overlay(port: int, query: str, ready, attempts: int = 100) -> tuple[dict, bytes]:
+    """The overlay page in headless Chromium: its genre, confidence, status and bars once ready(state) (looked at
+    every 0.2 s, `attempts` times at most), and a screenshot."""
     devtools = free_port()
     profile = tempfile.mkdtemp()
     browser = subprocess.Popen(
@@ -100,10 +101,11 @@ def read_overlay(port: int, query: str, ready) -> tuple[dict, bytes]:
         async def read_page():
             ws, call = await cdp(page["webSocketDebuggerUrl"])
             state = {}
-            for _ in range(100):
+            for _ in range(attempts):
                 result = await call("Runtime.evaluate", returnByValue=True, expression="""(() => { try { return JSON.stringify({
                     genre: document.getElementById('genre').textContent,
                     confidence: document.getElementById('confidence').textContent,
+                    status: document.getElementById('status').textContent,
                     bars: [...document.querySelectorAll('.track')].map(t => [t.dataset.genre,
                           parseFloat(t.firstChild.style.width)])}) } catch (e) { return "{}" } })()""")
                 state = json.loads(result["result"].get("value", "{}"))
@@ -146,3 +148,21 @@ def test_overlay_says_talk_instead_of_a_genre(tmp_path):
         now = json.loads(get(port, "/api/now")[2])["news"]
     assert now["content"] == "speech" and now["genre"] is None
     assert state["genre"] == "TALK" and "% speech" in state["confidence"] and "news" in state["confidence"]
+
+
+def test_overlay_shows_the_current_state_at_once_and_picks_a_live_stream(tmp_path):
+    """A file that ended sends no new window: the overlay still shows its last state (from /api/now). Without
+    ?stream= it follows a live stream, not the first configured one that ended; a misspelt name says so."""
+    short = write_audio(tmp_path / "short.wav", synth_music(4.0, seed=10))
+    long = write_audio(tmp_path / "long.wav", synth_music(40.0, seed=11))
+    with running_daemon(f"short={short}", f"long={long}", "--once") as (port, _):
+        deadline = time.monotonic() + 20
+        while not json.loads(get(port, "/api/now")[2])["long"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # short's one window is long sent and the file has ended
+        ended, _ = read_overlay(port, "stream=short", lambda state: state["genre"] != "…")
+        picked, _ = read_overlay(port, "", lambda state: state["genre"] != "…")
+        misspelt, _ = read_overlay(port, "stream=shrot", lambda state: "no stream" in state["status"], attempts=25)
+    assert ended["genre"] not in ("…", "") and "short" in ended["confidence"]
+    assert "long" in picked["confidence"]
+    assert misspelt["genre"] == "…" and misspelt["status"] == "no stream named shrot (streams: short, long)"

@@ -57,7 +57,7 @@ class RemoteSource:
     """What the hello message says of a stream's source; updated from its shard."""
 
     def __init__(self, kind: str):
-        self.kind, self.error = kind, None
+        self.kind, self.error, self.finished = kind, None, False
 
 
 class RemoteStream:
@@ -253,6 +253,7 @@ class ClusterPipeline:
         for name, state in report["streams"].items():
             if stream := by_name.get(name):
                 stream.source.kind, stream.source.error = state["kind"], state["error"]
+                stream.source.finished = state["finished"]
                 stream.state_problem, stream.state_counters = state["problem"], state["counters"]
                 if state["problem"]:  # a source that delivers nothing sends no window: its own problem says so
                     self._resume(stream, handle)

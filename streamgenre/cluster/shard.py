@@ -60,7 +60,8 @@ class Shard:
         return {"incarnation": self.incarnation, "started": self.started, "pid": os.getpid(),
                 "node": socket.gethostname(), "description": self.description, "problem": self.pipeline.problem(),
                 "messages": messages,
-                "streams": {s.name: {"kind": s.source.kind, "error": s.source.error, "problem": s.problem(),
+                "streams": {s.name: {"kind": s.source.kind, "error": s.source.error, "finished": s.source.finished,
+                                     "problem": s.problem(),
                                      "counters": s.counters()} for s in self.pipeline.streams}}
 
     def stop(self) -> None:

@@ -109,6 +109,15 @@ class Source:
             sent += len(chunk)
 
 
+    def write_as_it_comes(self, chunks) -> None:
+        """Write decoded chunks in blocks as they arrive: a network stream is paced by its server, and the burst a
+        server sends at connect (Icecast: several seconds) makes the first window at once instead of 3 s later."""
+        for chunk in _blocks(chunks, int(WRITE_SECONDS * self.rate)):
+            if self._stop.is_set():
+                return
+            self.write(chunk)
+
+
 def _blocks(chunks, size: int):
     """The chunks joined into blocks of at least `size` samples (the last one shorter)."""
     held, count = [], 0
@@ -190,7 +199,7 @@ class UrlSource(Source):
                     if self.error:
                         self.report("recovered", f"{self.shown}: connected again, audio flows")
                     self.error = None
-                    self.write_paced(decode_chunks(container, self.shown, self.skip, self.rate), realtime=True)
+                    self.write_as_it_comes(decode_chunks(container, self.shown, self.skip, self.rate))
             if not self._stop.is_set():  # stopped by the daemon is not the stream's end
                 self.fail(f"{self.shown}: the stream ended")
         except AudioError as e:

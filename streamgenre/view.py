@@ -25,6 +25,8 @@ def render(stream: Stream, genres: tuple[str, ...], model_name: str, engine: str
         lines.append(f"status {source.error}")
     elif stream.exhausted and source.kind == "file":
         lines.append("status the file has ended")
+    if message is None and source.kind == "url" and not source.ring.written and not source.error:
+        lines.append(f"status connecting to {source.shown} ...")
     if message is None:
         lines.append("waiting for the first window (about 3 s of audio) ...")
     else:

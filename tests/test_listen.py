@@ -35,3 +35,22 @@ def test_listen_says_talk_for_speech(tmp_path):
     term.expect(pexpect.EOF)
     term.close()
     assert term.exitstatus == 0 and speech > max(music, noise)
+
+
+def test_listen_says_connecting_until_a_stream_delivers():
+    """A stream that has not delivered yet is "connecting", not a silent -120 dBFS feed."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    threading.Thread(target=lambda: server.accept() and __import__("time").sleep(30), daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/live.mp3"
+    term = pexpect.spawn(sys.executable, ["-m", "streamgenre", "listen", "--url", url], dimensions=(40, 120),
+                         timeout=30, encoding="utf-8")
+    try:
+        term.expect(f"status connecting to {url} ...")
+    finally:
+        term.terminate(force=True)
+        server.close()

@@ -71,6 +71,9 @@ class Access:
     def refusal(self, request, clients: int) -> tuple[HTTPStatus, str] | None:
         """(status, reason) to refuse a request with, or None to serve it. `clients`: WebSocket clients now."""
         headers = request.headers
+        for name in ("Host", "Origin", "Authorization", "Upgrade"):
+            if len(headers.get_all(name)) > 1:  # which one would count? a proxy and the daemon might disagree
+                return HTTPStatus.BAD_REQUEST, f"more than one {name} header"
         if self.token:
             if not hmac.compare_digest(self._presented_token(request).encode(), self.token.encode()):
                 return HTTPStatus.UNAUTHORIZED, "a token is needed: Authorization: Bearer TOKEN or ?token=TOKEN"

@@ -209,6 +209,10 @@ def serve(
     from .logs import configure
 
     configure(log_level)
+    if any(arg == "--token" or arg.startswith("--token=") for arg in sys.argv):
+        logging.getLogger("streamgenre").warning(
+            "--token on the command line can be read by every user of this machine (/proc/PID/cmdline, ps): "
+            "give it in $STREAMGENRE_TOKEN or as token in the config file instead")
     settings = dict(SERVE_DEFAULTS, source=[])
     if config:
         settings |= _read_config(config)
@@ -430,6 +434,7 @@ SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "mode
 
 def _read_config(path: Path) -> dict:
     """The settings of SERVE_DEFAULTS, and [[source]] tables with name and one of device, file, url."""
+    import re
     import tomllib
 
     try:
@@ -437,10 +442,15 @@ def _read_config(path: Path) -> dict:
     except (OSError, tomllib.TOMLDecodeError) as e:
         fail(f"{path}: {e}")
     specs = []
-    for entry in data.pop("source", []):
+    entries = data.pop("source", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        fail(f"{path}: source must be [[source]] tables (name and one of device, file, url), not {entries!r}")
+    for entry in entries:
         kinds = [k for k in ("device", "file", "url") if k in entry]
         if len(kinds) != 1:
             fail(f"{path}: each [[source]] needs exactly one of device, file, url: {entry}")
+        if "name" in entry and not re.fullmatch(r"[\w.-]+", str(entry["name"])):
+            fail(f"{path}: source name {entry['name']!r}: letters, digits, '.', '-' and '_' only")
         value = f"device:{entry['device']}" if kinds[0] == "device" else str(entry[kinds[0]])
         specs.append(f"{entry['name']}={value}" if "name" in entry else value)
     unknown = set(data) - set(SERVE_DEFAULTS)

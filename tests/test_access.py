@@ -135,3 +135,42 @@ def test_pipelined_requests_get_an_answer_and_no_traceback(music_file):
         assert asyncio.run(ws_status(port)) == 101  # WebSocket handshakes are untouched
     log = proc.stdout.read()
     assert "Traceback" not in log and "AssertionError" not in log
+
+
+def raw_request(port: int, text: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(text.encode())
+        return s.recv(4096).decode(errors="replace")
+
+
+def test_duplicate_headers_are_a_400_not_a_traceback(music_file):
+    with running_daemon(f"song={music_file}") as (port, proc):
+        host = raw_request(port, "GET /api/now HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n")
+        origin = raw_request(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                                   "Origin: http://127.0.0.1\r\nOrigin: https://evil.example\r\n\r\n")
+        fine = get(port, "/api/now")
+    output = proc.stdout.read()
+    assert host.startswith("HTTP/1.1 400") and "more than one Host header" in host
+    assert origin.startswith("HTTP/1.1 400") and "more than one Origin header" in origin
+    assert fine[0] == 200 and "Traceback" not in output
+
+
+def test_a_token_on_the_command_line_is_warned_about(music_file):
+    with running_daemon(f"song={music_file}", "--token", "s3cret") as (port, proc):
+        status = get(port, "/api/now", {"Authorization": "Bearer s3cret"})[0]
+    output = proc.stdout.read()
+    assert status == 200 and "--token on the command line can be read by every user" in output
+    assert "s3cret" not in output
+
+
+@pytest.mark.parametrize("config, says", [
+    ("source = 5\n", "source must be [[source]] tables"),
+    ('[[source]]\nname = "my radio"\nfile = "x.wav"\n', "source name 'my radio': letters, digits"),
+])
+def test_bad_sources_in_the_config_are_one_line(tmp_path, config, says):
+    path = tmp_path / "streamgenre.toml"
+    path.write_text(config)
+    run = subprocess.run([sys.executable, "-m", "streamgenre", "serve", "--config", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and says in run.stderr and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr

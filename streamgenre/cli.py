@@ -426,7 +426,7 @@ def engine_build(
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "model": "paper", "engine": "auto",
                   "frontend": "auto", "history": None, "history_hold_seconds": HOLD_SECONDS,
                   "history_days": RETENTION_DAYS, "history_windows": False, "cluster": None,
-                  "shard_size": SHARD_SIZE, "shard_cpus": 1,
+                  "shard_size": SHARD_SIZE, "shard_cpus": "auto",
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
                   "content_patches": PATCHES_PER_STEP, "content_switch": None}

@@ -161,3 +161,38 @@ def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_p
         assert not any(os.path.exists(f"/proc/{pid}") for pid in before.values())
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_placed_says_so(tmp_path):
+    """3 shards of 1 stream on this machine's cores (2 here): by default each asks for a share that fits, and all
+    three predict; asked for 1 CPU each where there are fewer, the one Ray cannot place is "waiting for resources"
+    in /healthz and /metrics, not "does not answer"."""
+    if rerun_in_loopback_namespace("test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_placed_"
+                                   "says_so"):
+        return
+    files = music_files(tmp_path, 3)
+    while len(files) < 3:
+        files.append(files[0])
+    sources = {"a": files[0], "b": files[1], "c": files[2]}
+    cpus = os.cpu_count()
+    if cpus > 2:
+        pytest.skip(f"needs more shards than CPUs: 3 shards, {cpus} CPUs here")
+    config = tmp_path / "auto.toml"
+    write_config(config, sources)
+    config.write_text(config.read_text().replace("shard_cpus = 0.5", 'shard_cpus = "auto"'))
+    with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config)) as (port, proc):
+        got = collect(port, lambda ms: all(len(predictions([(0, m) for m in ms], s)) >= 2 for s in "abc"),
+                      timeout=120)
+    assert all(len(predictions(got, s)) >= 2 for s in "abc")
+    config = tmp_path / "one-each.toml"
+    write_config(config, sources)
+    config.write_text(config.read_text().replace("shard_cpus = 0.5", "shard_cpus = 1"))
+    with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config)) as (port, proc):
+        deadline, health = time.monotonic() + 90, (0, "")
+        while "waiting for resources" not in health[1] and time.monotonic() < deadline:
+            time.sleep(1)
+            health = http_get(port, "/healthz")
+        metrics = http_get(port, "/metrics")[1]
+    assert health[0] == 503 and re.search(r"shard \d waiting for resources: needs 1 CPU, the cluster has 0 free",
+                                          health[1]), health
+    assert re.search(r'streamgenre_shard_waiting_for_resources\{shard="\d"\} 1.0', metrics)

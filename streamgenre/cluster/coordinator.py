@@ -6,7 +6,9 @@ genre log see the same streams, messages and counters. Each shard is a named, de
 `streamgenre` namespace) that Ray restarts where its process or node dies, so a coordinator restarted by systemd
 finds its shards still running. One thread per shard drains it every POLL_SECONDS, so a shard that is down never
 delays the others; its streams are reported interrupted (status messages, `/healthz`) until each sends a window again, then
-resumed, with how long they were out.
+resumed, with how long they were out. By default (`shard_cpus = "auto"`) each shard asks for the share of the
+cluster's CPUs that lets every shard be placed (at most 1); a shard Ray cannot place is reported as waiting for
+resources, with what it needs and what is free.
 """
 
 from __future__ import annotations
@@ -36,11 +38,19 @@ log = logging.getLogger("streamgenre.cluster")
 
 
 def shard_settings(settings: dict, realtime: bool) -> dict:
-    """What every shard needs of the daemon's settings to run today's pipeline."""
+    """What every shard needs of the daemon's settings to run today's pipeline; `cpus` is a number or "auto"
+    (ClusterPipeline works it out from the cluster it finds)."""
     keys = ("model", "engine", "frontend", "fp16", "average", "silence_db", "dead_air_seconds", "content",
             "content_patches", "content_switch", "loop")
-    return {k: settings[k] for k in keys} | {"realtime": realtime, "cpus": float(settings["shard_cpus"]),
-                                            "threads": max(1, math.ceil(float(settings["shard_cpus"])))}
+    cpus = settings["shard_cpus"]
+    if cpus != "auto" and (type(cpus) not in (int, float) or not 0 < cpus <= 1024):
+        raise ValueError(f"shard_cpus {cpus!r}: \"auto\" or the CPUs each shard asks Ray for (above 0)")
+    return {k: settings[k] for k in keys} | {"realtime": realtime, "cpus": cpus}
+
+
+def fitting_share(cluster_cpus: float, shards: int) -> float:
+    """The CPUs each of `shards` shards can ask for so that all of them fit: at most 1, in hundredths."""
+    return max(0.01, min(1.0, math.floor(100 * cluster_cpus / max(1, shards)) / 100))
 
 
 def ray_address(cluster: str) -> str | None:
@@ -93,6 +103,8 @@ class ShardHandle:
         self.last_answer = time.monotonic()
         self.down_since: float | None = None
         self.gone = threading.Event()  # the shard was removed (no streams left)
+        self.why = ""  # why it is down
+        self.waiting = False  # Ray has not placed it: not enough free resources
         self.thread: threading.Thread | None = None
 
 
@@ -110,6 +122,10 @@ class ClusterPipeline:
         self.streams: list[RemoteStream] = []
         self.shards: dict[int, ShardHandle] = {}
         self.gpus = GPU_SHARE if self._wants_gpu() else 0
+        if settings["cpus"] == "auto":
+            shards = math.ceil(len(specs) / shard_size)
+            settings = self.settings = settings | {"cpus": fitting_share(ray.cluster_resources().get("CPU", 1), shards)}
+        self.settings["threads"] = max(1, math.ceil(self.settings["cpus"]))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._started = False
@@ -197,8 +213,18 @@ class ClusterPipeline:
                                                for h in self.shards.values())
 
     def problem(self) -> str | None:
-        down = [h.index for h in self.shards.values() if h.down_since is not None]
-        return f"cluster: shard {', '.join(map(str, down))} down" if down else None
+        down = [h for h in self.shards.values() if h.down_since is not None]
+        return f"cluster: {'; '.join(h.why for h in down)}" if down else None
+
+    def _unplaced(self, handle: ShardHandle) -> str | None:
+        """Why Ray has not placed a shard that never answered: the CPUs it needs against those free, or None."""
+        if handle.incarnation is not None:
+            return None
+        free = ray.available_resources().get("CPU", 0.0)
+        if free >= self.settings["cpus"]:
+            return None
+        return (f"shard {handle.index} waiting for resources: needs {self.settings['cpus']:g} CPU, the cluster has "
+                f"{free:g} free (shard_cpus, or more nodes)")
 
     # --- draining the shards ---
 
@@ -226,14 +252,15 @@ class ClusterPipeline:
                     self._up(handle, report)
                 pending = None
             elif time.monotonic() - asked > DOWN_AFTER:
-                self._down(handle, f"shard {handle.index} does not answer")
+                handle.waiting = bool(why := self._unplaced(handle))
+                self._down(handle, why or f"shard {handle.index} does not answer")
             self._stop.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
 
     def _down(self, handle: ShardHandle, why: str, since: float | None = None) -> None:
         """The shard is down (since `since`, else now): its streams are interrupted until each sends a window."""
         if handle.down_since is not None:
             return
-        handle.down_since = since or time.monotonic()
+        handle.down_since, handle.why = since or time.monotonic(), why
         log.warning("%s: its streams are interrupted", why)
         for stream in self._streams_of(handle):
             stream.down_since, stream.down_why = handle.down_since, why
@@ -244,6 +271,7 @@ class ClusterPipeline:
             self.restarts.labels(str(handle.index)).inc()
             handle.actor.configure.remote(handle.specs)  # with the streams it began with: bring it up to date
             self._down(handle, f"shard {handle.index} restarted", since=handle.last_answer)
+        handle.waiting = False
         if handle.down_since is not None:
             log.info("shard %d is back (pid %d on %s) after %.1f s", handle.index, report["pid"], report["node"],
                      time.monotonic() - handle.down_since)
@@ -290,11 +318,14 @@ class _ShardCollector:
         up = GaugeMetricFamily("streamgenre_shard_up", "1 while the shard answers; its process and node as labels",
                                labels=["shard", "pid", "node"])
         streams = GaugeMetricFamily("streamgenre_shard_streams", "Streams on the shard", labels=["shard"])
+        waiting = GaugeMetricFamily("streamgenre_shard_waiting_for_resources", "1 while Ray cannot place the shard "
+                                    "(not enough free CPUs or GPUs)", labels=["shard"])
         for h in list(self.cluster.shards.values()):
             up.add_metric([str(h.index), str(h.pid or ""), h.node], 0 if h.down_since is not None else 1)
             streams.add_metric([str(h.index)], len(h.specs))
+            waiting.add_metric([str(h.index)], 1 if h.waiting else 0)
         interrupted = CounterMetricFamily("streamgenre_stream_interrupted_seconds", "Time the stream's shard was "
                                           "down", labels=["stream"])
         for s in list(self.cluster.streams):
             interrupted.add_metric([s.name], s.interrupted_seconds)
-        yield from (up, streams, interrupted)
+        yield from (up, streams, waiting, interrupted)

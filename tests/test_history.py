@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import SHARED_MUSIC, write_audio
+from conftest import SHARED_MUSIC, synth_music, write_audio
 from daemon import collect, free_port, http_get, predictions, running_daemon
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
@@ -343,3 +343,18 @@ def test_postgresql_takes_the_same_log(tmp_path, music_file):
         assert segment["closed"] is True and segment["windows"] >= 3
         run = report("--history", url, "--format", "json")
         assert run.returncode == 0 and json.loads(run.stdout)["streams"]["song"]["served_seconds"] > 4
+
+
+def test_fast_logs_a_recording_by_its_own_clock(tmp_path):
+    """`serve --fast` reads a 60-s recording in a second or two; its segments still span its 60 s."""
+    recording = write_audio(tmp_path / "show.wav", np.tile(synth_music(20.0, seed=12), 3))
+    history = tmp_path / "h.sqlite3"
+    with running_daemon(f"show={recording}", "--fast", "--history", str(history)) as (port, proc):
+        collect(port, lambda ms: any(m["type"] == "status" and m["event"] == "ended" for m in ms), timeout=60)
+        time.sleep(1.5)  # the last windows reach the log
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        output = proc.stdout.read()
+    segments = read_segments(str(history), "show")
+    served = sum(s["end_time"] - s["start_time"] for s in segments)
+    assert 55 <= served <= 61 and "timed by the audio's own clock" in output

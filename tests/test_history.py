@@ -212,6 +212,13 @@ def test_kill_9_leaves_a_database_that_opens_and_holds_all_but_the_last_seconds(
     assert segment["closed"] is False  # it was open when the daemon died
     assert killed - segment["end_time"] < 4.0 and segment["windows"] >= 2  # all but the last few seconds
     assert report("--history", history).returncode == 0
+    with running_daemon(f"song={music_file}", "--history", str(history)) as (port, proc):  # the next start
+        collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 2, timeout=20)
+        time.sleep(1.5)  # a flush
+        proc.kill()
+        proc.wait(timeout=10)
+    leftover = next(s for s in read_segments(str(history)) if s["id"] == segment["id"])
+    assert leftover["closed"] is True and leftover["end_time"] == segment["end_time"]  # closed where it ended
 
 
 def test_a_clean_stop_closes_every_segment_and_the_report_adds_up(tmp_path, music_file):

@@ -44,6 +44,7 @@ class Recorder:
         self.segmenters: dict[str, Segmenter] = {}
         self.unwritten: dict[str, Segment] = {}
         self.unwritten_windows: list[dict] = []
+        self.new_streams: set[str] = set()  # streams first seen by this run: an earlier run's open segments close
         self.rows_written = Counter("streamgenre_history_rows_written", "Segment and window rows written to the "
                                     "history database", registry=registry)
         self.errors = Counter("streamgenre_history_errors", "Failed attempts to open or write the history database",
@@ -107,7 +108,10 @@ class Recorder:
 
     def _handle(self, kind: str, wall: float, message: dict) -> None:
         name = message["stream"]
-        segmenter = self.segmenters.setdefault(name, Segmenter(name, self.hold))
+        if name not in self.segmenters:
+            self.segmenters[name] = Segmenter(name, self.hold)
+            self.new_streams.add(name)
+        segmenter = self.segmenters[name]
         if kind == "close":
             segmenter.close()
             return
@@ -128,6 +132,11 @@ class Recorder:
             store = self._open()
             if store is None:
                 return
+            for name in sorted(self.new_streams):  # before this run's first rows of the stream are written
+                if closed := store.close_leftovers(name):
+                    log.info("history: %d segments of %s left open by a run that did not stop cleanly, closed",
+                             closed, name)
+                self.new_streams.discard(name)
             rows = [s.row() for s in self.unwritten.values()]
             store.write(rows, self.unwritten_windows)
             self._forget_old(store)

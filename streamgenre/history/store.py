@@ -113,6 +113,14 @@ class Store:
             if windows:
                 cursor.executemany(self.sql(INSERT_WINDOW), windows)
 
+    def close_leftovers(self, stream: str) -> int:
+        """Close the segments of `stream` that a run killed before its clean stop left open (their end is the
+        last window they hold); retention sees them from then on. Returns how many."""
+        with self.transaction() as cursor:
+            cursor.execute(self.sql("UPDATE segments SET closed = TRUE WHERE stream = %(stream)s AND NOT closed"),
+                           {"stream": stream})
+            return cursor.rowcount
+
     def delete_before(self, when: float) -> int:
         """Forget segments that ended and windows older than `when` (retention); returns the segments deleted."""
         with self.transaction() as cursor:

@@ -365,3 +365,22 @@ def test_fast_logs_a_recording_by_its_own_clock(tmp_path):
     segments = read_segments(str(history), "show")
     served = sum(s["end_time"] - s["start_time"] for s in segments)
     assert 55 <= served <= 61 and "timed by the audio's own clock" in output
+
+
+def test_a_database_deleted_under_the_daemon_is_noticed_and_written_anew(tmp_path, music_file):
+    history = tmp_path / "h.sqlite3"
+    with running_daemon(f"song={music_file}", "--history", str(history)) as (port, proc):
+        collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 2, timeout=20)
+        time.sleep(1.5)  # a flush: the file holds the open segment
+        for f in tmp_path.glob("h.sqlite3*"):
+            f.unlink()
+        collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 2, timeout=20)
+        time.sleep(1.5)
+        _, metrics = http_get(port, "/metrics")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        output = proc.stdout.read()
+    assert "was deleted or replaced while the daemon ran" in output
+    assert "streamgenre_history_errors_total 1.0" in metrics
+    [segment] = read_segments(str(history))  # the new file holds the song's segment, from its start
+    assert segment["closed"] and segment["windows"] >= 4

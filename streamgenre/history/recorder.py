@@ -132,6 +132,8 @@ class Recorder:
             store = self._open()
             if store is None:
                 return
+            if store.replaced():
+                store = self._reopen_replaced(store)
             for name in sorted(self.new_streams):  # before this run's first rows of the stream are written
                 if closed := store.close_leftovers(name):
                     log.info("history: %d segments of %s left open by a run that did not stop cleanly, closed",
@@ -160,6 +162,18 @@ class Recorder:
             except Exception as e:
                 self._next_open = time.monotonic() + REOPEN_SECONDS
                 self._fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return self.store
+
+    def _reopen_replaced(self, store: Store) -> Store:
+        """The database file was deleted or replaced while the daemon ran: say so, and write to the one there now,
+        the open segments again from their start (what the old file held of this run is gone with it)."""
+        self._fail(f"{store.where} was deleted or replaced while the daemon ran; the segments it held are gone "
+                   "with it: writing to a new one, the open segments from their start")
+        self._drop_store()
+        self.store = open_store(self.location)
+        for segmenter in self.segmenters.values():
+            if segmenter.current is not None:
+                self.unwritten[segmenter.current.id] = segmenter.current
         return self.store
 
     def _drop_store(self) -> None:

@@ -4,6 +4,7 @@ writer, and a `kill -9` or a power cut loses at most the transactions not yet co
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -24,6 +25,19 @@ class SqliteStore(Store):
         except (OSError, sqlite3.Error) as e:
             raise HistoryError(f"{path}: cannot open the history database: {e}") from None
         super().__init__(connection, str(path))
+        self.path = path
+        self.identity = self._identity()  # (device, inode) of the file this connection writes
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def replaced(self) -> bool:
+        """The file was deleted or replaced under the open connection (which would go on writing to the old one)."""
+        return self._identity() != self.identity
 
     def version(self) -> int:
         found = self.connection.execute(

@@ -98,6 +98,10 @@ class Store:
             cursor.execute("DELETE FROM schema_version")
             cursor.execute(self.sql("INSERT INTO schema_version (version) VALUES (%(v)s)"), {"v": SCHEMA_VERSION})
 
+    def replaced(self) -> bool:
+        """Whether the database this connection writes to is no longer the one at its location (a server's is)."""
+        return False
+
     def version(self) -> int:
         """The stored schema version; 0 for an empty database."""
         raise NotImplementedError

@@ -171,7 +171,7 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access, history=None
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def process_request(connection, request):
+    async def process_request(connection, request):
         if request.method != "GET":
             response = respond(connection, HTTPStatus.METHOD_NOT_ALLOWED, "only GET\n", "text/plain")
             response.headers["Allow"] = "GET"
@@ -192,7 +192,7 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access, history=None
         if path == "/metrics":
             return respond(connection, HTTPStatus.OK, pipeline.metrics.text().decode(), CONTENT_TYPE_LATEST)
         if path == "/api/history":
-            return history_response(connection, request, history, respond)
+            return await history_response(connection, request, history, respond)
         if path == "/healthz":
             problems = [problem] if (problem := pipeline.problem()) else []
             problems += [problem] if history and (problem := history.problem()) else []
@@ -206,10 +206,13 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access, history=None
 
 
 HISTORY_LIMIT = 10_000  # segments in one /api/history answer; narrow since/until for more
+HISTORY_READ_SECONDS = 3.0  # a history read that takes longer answers 503
 
 
-def history_response(connection, request, history, respond):
-    """GET /api/history?stream=&since=&until= (times as `streamgenre report` takes them): the segments, JSON."""
+async def history_response(connection, request, history, respond):
+    """GET /api/history?stream=&since=&until= (times as `streamgenre report` takes them): the segments, JSON. The
+    database is read in a thread, never on the event loop: a slow or hung database answers 503 after
+    HISTORY_READ_SECONDS, and /healthz, the WebSocket and everything else are served meanwhile."""
     from .history import HistoryError
     from .history.report import parse_time
     from .history.store import read_segments, segment_json
@@ -219,13 +222,18 @@ def history_response(connection, request, history, respond):
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
     try:
         since, until = (parse_time(query[k][0]) if k in query else None for k in ("since", "until"))
-        rows = read_segments(history.location, query.get("stream", [None])[0], since, until, HISTORY_LIMIT)
+        read = asyncio.to_thread(read_segments, history.location, query.get("stream", [None])[0], since, until,
+                                 HISTORY_LIMIT)
+        rows = await asyncio.wait_for(read, HISTORY_READ_SECONDS)
+        body = json.dumps({"segments": [segment_json(r) for r in rows], "complete": len(rows) < HISTORY_LIMIT})
+    except TimeoutError:
+        return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the history database did not answer within "
+                       f"{HISTORY_READ_SECONDS:g} s\n", "text/plain")
     except ValueError as e:
         return respond(connection, HTTPStatus.BAD_REQUEST, f"{e}\n", "text/plain")
     except HistoryError as e:
         return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"{e}\n", "text/plain")
-    body = {"segments": [segment_json(r) for r in rows], "complete": len(rows) < HISTORY_LIMIT}
-    return respond(connection, HTTPStatus.OK, json.dumps(body), "application/json")
+    return respond(connection, HTTPStatus.OK, body, "application/json")
 
 
 def sd_notify(state: str) -> None:

@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -384,3 +386,30 @@ def test_a_database_deleted_under_the_daemon_is_noticed_and_written_anew(tmp_pat
     assert "streamgenre_history_errors_total 1.0" in metrics
     [segment] = read_segments(str(history))  # the new file holds the song's segment, from its start
     assert segment["closed"] and segment["windows"] >= 4
+
+
+def test_a_hung_database_never_stalls_the_daemon(tmp_path, music_file):
+    """--history pointing at a server that accepts and never answers: /api/history answers 503 in a few seconds,
+    and /healthz and the WebSocket are served meanwhile, not after it."""
+    import http.client
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)  # accepted by the kernel, never answered
+    url = f"postgresql://nobody@127.0.0.1:{hung.getsockname()[1]}/radio"
+    answers = {}
+    try:
+        with running_daemon(f"song={music_file}", "--history", url) as (port, _):
+            collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= 1, timeout=20)
+            asking = threading.Thread(target=lambda: answers.setdefault("history", http_get(port, "/api/history")))
+            asking.start()
+            time.sleep(0.3)  # the history request is in flight
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)  # raises if it does not answer in 2 s
+            conn.request("GET", "/healthz")
+            health = conn.getresponse().status
+            got = collect(port, lambda ms: any(m["type"] == "prediction" for m in ms), timeout=3)
+            asking.join(timeout=15)
+    finally:
+        hung.close()
+    assert health in (200, 503) and predictions(got)
+    assert answers["history"][0] == 503 and "did not answer" in answers["history"][1]

@@ -205,27 +205,24 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access, history=None
     return process_request
 
 
-HISTORY_LIMIT = 10_000  # segments in one /api/history answer; narrow since/until for more
+HISTORY_LIMIT = 10_000  # segments in one /api/history answer at most (limit=); the next page from its cursor
+HISTORY_PAGE = 1_000  # segments in one answer when the request gives no limit
 HISTORY_READ_SECONDS = 3.0  # a history read that takes longer answers 503
 
 
 async def history_response(connection, request, history, respond):
-    """GET /api/history?stream=&since=&until= (times as `streamgenre report` takes them): the segments, JSON. The
-    database is read in a thread, never on the event loop: a slow or hung database answers 503 after
-    HISTORY_READ_SECONDS, and /healthz, the WebSocket and everything else are served meanwhile."""
+    """GET /api/history?stream=&since=&until=&limit=&cursor= (times as `streamgenre report` takes them): a page of
+    segments, JSON, with the cursor of the next page. The database is read and the answer built in a thread, never
+    on the event loop: a slow or hung database answers 503 after HISTORY_READ_SECONDS, and /healthz, the WebSocket
+    and everything else are served meanwhile."""
     from .history import HistoryError
-    from .history.report import parse_time
-    from .history.store import read_segments, segment_json
 
     if history is None:
         return respond(connection, HTTPStatus.NOT_FOUND, "the history is off (--history off)\n", "text/plain")
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
     try:
-        since, until = (parse_time(query[k][0]) if k in query else None for k in ("since", "until"))
-        read = asyncio.to_thread(read_segments, history.location, query.get("stream", [None])[0], since, until,
-                                 HISTORY_LIMIT)
-        rows = await asyncio.wait_for(read, HISTORY_READ_SECONDS)
-        body = json.dumps({"segments": [segment_json(r) for r in rows], "complete": len(rows) < HISTORY_LIMIT})
+        body = await asyncio.wait_for(asyncio.to_thread(history_page, history.location, query),
+                                      HISTORY_READ_SECONDS)
     except TimeoutError:
         return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the history database did not answer within "
                        f"{HISTORY_READ_SECONDS:g} s\n", "text/plain")
@@ -233,7 +230,35 @@ async def history_response(connection, request, history, respond):
         return respond(connection, HTTPStatus.BAD_REQUEST, f"{e}\n", "text/plain")
     except HistoryError as e:
         return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"{e}\n", "text/plain")
+    except Exception as e:  # whatever else the database says of a request: one line, never a traceback
+        log.error("history: a read failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, "the history database failed to answer\n",
+                       "text/plain")
     return respond(connection, HTTPStatus.OK, body, "application/json")
+
+
+def history_page(location: str, query: dict) -> str:
+    """One /api/history answer as JSON text; ValueError for parameters it does not take."""
+    from .history.report import parse_time
+    from .history.store import read_segments, segment_json
+
+    if any(any(ord(c) < 32 for c in value) for values in query.values() for value in values):
+        raise ValueError("control characters in the query")
+    since, until = (parse_time(query[k][0]) if k in query else None for k in ("since", "until"))
+    limit = query.get("limit", [str(HISTORY_PAGE)])[0]
+    if not limit.isdigit() or not 1 <= int(limit) <= HISTORY_LIMIT:
+        raise ValueError(f"limit {limit!r}: a whole number from 1 to {HISTORY_LIMIT}")
+    after = None
+    if "cursor" in query:
+        time_text, _, segment_id = query["cursor"][0].partition(",")
+        try:
+            after = (float(time_text), segment_id)
+        except ValueError:
+            raise ValueError(f"cursor {query['cursor'][0]!r}: give back the cursor of an earlier answer") from None
+    rows = read_segments(location, query.get("stream", [None])[0], since, until, int(limit) + 1, after)
+    page, more = rows[: int(limit)], len(rows) > int(limit)
+    cursor = f"{page[-1]['start_time']!r},{page[-1]['id']}" if more else None
+    return json.dumps({"segments": [segment_json(r) for r in page], "complete": not more, "cursor": cursor})
 
 
 def sd_notify(state: str) -> None:

@@ -413,3 +413,29 @@ def test_a_hung_database_never_stalls_the_daemon(tmp_path, music_file):
         hung.close()
     assert health in (200, 503) and predictions(got)
     assert answers["history"][0] == 503 and "did not answer" in answers["history"][1]
+
+
+def test_history_answers_come_in_pages_with_a_cursor(tmp_path, music_file):
+    history = tmp_path / "h.sqlite3"
+    store = open_store(str(history))
+    rows = [cut(["rock"] * 2)[0].row() | {"stream": "old", "start_time": 1000.0 + i // 2, "end_time": 1001.0 + i // 2}
+            for i in range(2500)]  # pairs with the same start time: the cursor must not skip or repeat one
+    store.write(rows, [])
+    store.close()
+    with running_daemon(f"song={music_file}", "--history", str(history)) as (port, _):
+        pages, cursor = [], None
+        while True:
+            status, body = http_get(port, "/api/history?stream=old" + (f"&cursor={cursor}" if cursor else ""))
+            assert status == 200, body
+            page = json.loads(body)
+            pages.append(page["segments"])
+            cursor = page["cursor"]
+            if page["complete"]:
+                break
+        refused = [http_get(port, f"/api/history?{q}") for q in ("limit=20000", "stream=%00", "cursor=x", "limit=0")]
+        small = json.loads(http_get(port, "/api/history?stream=old&limit=7")[1])
+    assert [len(p) for p in pages] == [1000, 1000, 500] and cursor is None
+    ids = [s["id"] for p in pages for s in p]
+    assert len(ids) == len(set(ids)) == 2500 and sorted(ids) == sorted(r["id"] for r in rows)
+    assert all(status == 400 for status, _ in refused) and "control characters" in refused[1][1]
+    assert len(small["segments"]) == 7 and small["complete"] is False

@@ -134,9 +134,13 @@ class Store:
         return deleted
 
     def segments(self, stream: str | None = None, since: float | None = None, until: float | None = None,
-                 limit: int | None = None) -> list[dict]:
-        """Segments overlapping [since, until], oldest first, as dicts of SEGMENT_COLUMNS."""
+                 limit: int | None = None, after: tuple[float, str] | None = None) -> list[dict]:
+        """Segments overlapping [since, until], oldest first (then by id), as dicts of SEGMENT_COLUMNS; with
+        `after` (a segment's start_time and id, a page's cursor), only those that come after it."""
         where, args = ["1 = 1"], {}
+        if after is not None:
+            where.append("(start_time > %(after_time)s OR (start_time = %(after_time)s AND id > %(after_id)s))")
+            args["after_time"], args["after_id"] = after
         if stream is not None:
             where.append("stream = %(stream)s")
             args["stream"] = stream
@@ -146,7 +150,7 @@ class Store:
         if until is not None:
             where.append("start_time < %(until)s")
             args["until"] = until
-        query = f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM segments WHERE {' AND '.join(where)} ORDER BY start_time"
+        query = f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM segments WHERE {' AND '.join(where)} ORDER BY start_time, id"
         if limit:
             query += f" LIMIT {int(limit)}"
         cursor = self.connection.cursor()  # a plain read: a transaction would take SQLite's write lock for it
@@ -196,11 +200,11 @@ def open_store(location: str) -> Store:
 
 
 def read_segments(location: str, stream: str | None = None, since: float | None = None, until: float | None = None,
-                  limit: int | None = None) -> list[dict]:
+                  limit: int | None = None, after: tuple[float, str] | None = None) -> list[dict]:
     """Segments from a store opened for this read only (the recorder keeps its own connection for writing)."""
     store = open_store(location)
     try:
-        return store.segments(stream, since, until, limit)
+        return store.segments(stream, since, until, limit, after)
     finally:
         store.close()
 

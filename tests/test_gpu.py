@@ -180,6 +180,23 @@ def test_tensorrt_agrees_with_onnx_runtime(plan_cache, model, fp16, tolerance):
 
 
 @needs_tensorrt
+def test_the_content_network_on_tensorrt_agrees_with_onnx_runtime(plan_cache):
+    """The content stage runs on the genre model's engine: its TensorRT plan gives ONNX Runtime's probabilities."""
+    from streamgenre.backends.tensorrt import TensorRTEngine
+    from streamgenre.content import content_features, file_patches, load_content_model, network_input
+    from streamgenre.content_stage import ContentStage
+
+    model = load_content_model()
+    x16 = np.concatenate([synth_music(10.0, rate=16000, seed=s) for s in range(2)])
+    patches, finite = network_input(file_patches(content_features(x16, model.params)[0], model.params))
+    want = create_engine(model, "onnx").infer(patches[finite])
+    trt = TensorRTEngine(model, False, cache=plan_cache)
+    np.testing.assert_allclose(trt.infer(patches[finite]), want, atol=1e-3)
+    stage = ContentStage(model, trt, 1.486)
+    assert stage.score((patches[:4], finite[:4]), 4).shape == (4, 1, 3)
+
+
+@needs_tensorrt
 def test_batches_larger_than_the_plan_are_split(plan_cache, test_windows):
     from streamgenre.backends.tensorrt import TensorRTEngine
 

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from streamgenre.audio import load_audio
+from streamgenre.audio import ac_level_db, load_audio
 from streamgenre.backends import create_engine
-from streamgenre.content import KINDS, MUSIC, NOISE, SILENCE, SPEECH, UNIT_SECONDS, load_content_model, segment
+from streamgenre.content import KINDS, MUSIC, NOISE, SILENCE, SPEECH, UNIT_SECONDS, load_content_model
 from streamgenre.content_stage import ContentStage
 from streamgenre.model import load_model
-from streamgenre.pipeline import SILENCE_DB, ac_level_db
+from streamgenre.pipeline import SILENCE_DB
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MEDIA = SHARED / "models/inaspeechsegmenter/media"
@@ -106,7 +106,8 @@ def main() -> None:
     truth = truth_per_step(pieces, step)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; one ONNX Runtime thread; programme "
           f"{len(audio) / rate:.0f} s in {len(pieces)} pieces, {len(truth)} windows of {step / rate:.2f} s steps")
-    offline = segment(load_audio_16k(pieces, rate), engine, content_model.params, SILENCE_DB)
+    offline_stage = ContentStage(content_model, engine, step / rate)
+    offline = offline_stage.file_content(audio, rate, SILENCE_DB)  # classify's segmentation
     units = int(round(step / rate / UNIT_SECONDS))
     original = [max(KINDS, key=offline.labels[i * units : (i + 1) * units].count) for i in range(len(truth))]
     print(f"the original (every 20 ms, offline Viterbi): {agree(original, truth):.1f} % of windows as put in")
@@ -130,16 +131,13 @@ def main() -> None:
               f"{agree([kinds[i] for i in steady], [original[i] for i in steady]):.1f} % | {ms:.2f} | "
               f"{100 * ms / genre_ms:.0f} % |")
     if args.clips:
-        clips(pieces, rate, engine, content_model.params)
+        clips(pieces, rate, offline_stage)
 
 
-def clips(pieces, rate: int, engine, params) -> None:
+def clips(pieces, rate: int, stage: ContentStage) -> None:
     """The kind with the most seconds in each 30-s clip (classify's rule), against the kind put in."""
     from collections import Counter
 
-    from streamgenre.content_stage import ContentStage
-
-    stage = ContentStage(load_content_model(), engine, 1.0)
     tracks = [(MUSIC, load_audio(p, rate=rate)[: 30 * rate]) for p in sorted((SHARED / "data/gtzan/full").glob("*"))]
     talk = [a for kind, a in pieces if kind == SPEECH]
     beds = [a for kind, a in pieces if kind == MUSIC and len(a) >= 20 * rate]
@@ -158,14 +156,6 @@ def clips(pieces, rate: int, engine, params) -> None:
           ", ".join(f"{k} {right[k]}/{total[k]}" for k in total))
     for kind, seconds in wrong:
         print(f"  put in {kind}, got {seconds}")
-
-
-def load_audio_16k(pieces, rate: int) -> np.ndarray:
-    from streamgenre.audio import Resampler
-
-    audio = np.concatenate([a for _, a in pieces])
-    resample = Resampler(rate, to_rate=16000)
-    return np.concatenate([resample(audio), resample(np.zeros(0, np.float32))])
 
 
 def agree(a: list[str], b: list[str]) -> float:

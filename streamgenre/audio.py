@@ -143,6 +143,13 @@ def sanitize(audio: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(audio, -1.0, 1.0), replaced
 
 
+def ac_level_db(audio: np.ndarray, axis: int | None = None):
+    """RMS level in dBFS with the DC offset removed (a constant is as silent as zeros), of the whole array or along
+    `axis` (one level per frame)."""
+    level = 10 * np.log10(np.var(np.asarray(audio, np.float64), axis=axis) + 1e-12)
+    return float(level) if axis is None else level
+
+
 def pad_to_window(audio: np.ndarray, window_samples: int = WINDOW_SAMPLES) -> np.ndarray:
     """Zero-pad audio shorter than one window to exactly one window; longer audio is returned as it is."""
     if len(audio) >= window_samples:

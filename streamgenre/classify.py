@@ -10,6 +10,7 @@ import numpy as np
 
 from .audio import MIN_SECONDS, AudioError, load_audio, pad_to_window, sanitize
 from .backends import Engine
+from .content import MUSIC
 from .frontend import Frontend
 from .model import named_probabilities
 from .pipeline import SILENCE_DB
@@ -28,7 +29,7 @@ def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: 
     kinds = content.file_content(audio, params.sample_rate, silence_db)
     spans = [kinds.span(i * params.step_seconds, i * params.step_seconds + params.window_seconds)
              for i in range(len(probs))]
-    music = [p for p, (kind, _) in zip(probs, spans) if kind == "music"]
+    music = [p for p, (kind, _) in zip(probs, spans) if kind == MUSIC]
     mean = np.mean(music, axis=0) if music else None
     result = {
         "path": str(path),

@@ -63,13 +63,13 @@ def classify(
     content: str = ContentOption,
 ) -> None:
     """Classify audio files; errors for single files go to stderr and make the exit code 1."""
+    import shutil
+
     from .classify import classify_file
 
     loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
     stage = _content(content, engine_kind, loaded.params.step_seconds, fp16=fp16)
     failed = 0
-    import shutil
-
     # the file column as wide as the longest name, and as the terminal leaves room for ($COLUMNS when piped)
     width = max(20, min(max(len(str(p)) for p in paths), shutil.get_terminal_size().columns - 53))
     if not as_json:
@@ -95,7 +95,9 @@ def classify(
         if as_json:
             typer.echo(json.dumps(result, allow_nan=False))
         else:
-            genre, conf = result["genre"] or "-", f"{result['probabilities'][result['genre']]:5.2f}" if result["genre"] else "    -"
+            genre = result["genre"]
+            conf = f"{result['probabilities'][genre]:5.2f}" if genre else "    -"
+            genre = genre or "-"
             typer.echo(f"{_fit(str(path), width):{width}} {_content_share(result['content']):18} {genre:10} {conf} "
                        f"{result['windows']:7d} {result['duration']:8.1f}")
             for window in result.get("timeline", []):

@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .audio import ac_level_db
 from .model import Model, ModelError, file_sha256
 
 CONTENT_MODEL = "streamgenre-content.onnx"  # in engines/
 MUSIC, SPEECH, NOISE, SILENCE = "music", "speech", "noise", "silence"
 KINDS = (MUSIC, SPEECH, NOISE, SILENCE)  # every window's `content` is one of these
+SAID = {SPEECH: "talk", NOISE: "noise", SILENCE: "dead air"}  # how people name the kinds that are not music
 UNIT_SECONDS = 0.02  # the original's patch step and segment unit: every 2 frames of 10 ms
 
 
@@ -257,8 +259,7 @@ def audible_frames(audio: np.ndarray, params: ContentParams, silence_db: float) 
     """A station's rule: a frame has energy where its level, DC removed, is at least `silence_db` dBFS (what the
     daemon calls dead air is silence here too; a pause between words is not, once smoothed)."""
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(audio, np.float64), params.frame_samples)
-    frames = frames[:: params.hop_samples][: frame_count(len(audio), params)]
-    return 10 * np.log10(frames.var(axis=1) + 1e-12) >= silence_db
+    return ac_level_db(frames[:: params.hop_samples][: frame_count(len(audio), params)], axis=1) >= silence_db
 
 
 def energy_units(active: np.ndarray, params: ContentParams) -> np.ndarray:
@@ -341,20 +342,23 @@ def unit_levels(audio: np.ndarray, rate: int) -> np.ndarray:
     n = -(-len(audio) // size)
     units = np.zeros(n * size)
     units[: len(audio)] = audio
-    units = units.reshape(n, size)
-    return 10 * np.log10(units.var(axis=1) + 1e-12)
+    return ac_level_db(units.reshape(n, size), axis=1)
 
 
 def segment(audio: np.ndarray, engine, params: ContentParams, silence_db: float | None) -> FileContent:
     """The original's segmentation of 16-kHz audio (energy, network, Viterbi). Energy by the original's relative
     rule where `silence_db` is None (it calls a pause between words silence, and a constant or a quiet hum
     energy); by the level, as the daemon judges dead air, where it is a number."""
-    mspec, log_energy = content_features(audio, params)
+    if silence_db is None:
+        mspec, log_energy = content_features(audio, params)
+        active = relative_energy(log_energy, params)
+    else:  # the file's log-energy is not needed
+        mspec = log_mel_energies(emphasised_frames(audio, params), params)
+        active = audible_frames(audio, params, silence_db)
     if not len(mspec):
         return FileContent([SILENCE], np.full((1, len(params.labels)), 1 / len(params.labels)))
     x, finite = network_input(file_patches(mspec, params))
     probs = finite_probabilities(engine.infer(x) if finite.any() else np.zeros((len(x), len(params.labels))), finite)
-    active = relative_energy(log_energy, params) if silence_db is None else audible_frames(audio, params, silence_db)
     energy = energy_units(active, params)
     n = min(len(energy), len(probs))
     return FileContent(segment_units(probs[:n], energy[:n], params), probs[:n])

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .audio import AudioError, Resampler
+from .audio import AudioError, Resampler, ac_level_db
 from .backends import Engine
 from .content import SILENCE
 from .content_stage import Content, LevelOnly
@@ -79,12 +79,6 @@ class Average:
         else:
             self.value = self._keep * self.value + (1 - self._keep) * probs
         return self.value
-
-
-def ac_level_db(audio: np.ndarray) -> float:
-    """RMS level in dBFS with the DC offset removed: a constant signal is as silent as zeros."""
-    x = audio.astype(np.float64)
-    return float(10 * np.log10(np.mean((x - x.mean()) ** 2) + 1e-12))
 
 
 class Step(NamedTuple):

@@ -3,9 +3,8 @@ the running average of the music, the top genre and the state of the input."""
 
 from __future__ import annotations
 
+from .content import MUSIC, SAID
 from .pipeline import Stream
-
-ON_AIR = {"speech": "TALK", "noise": "NOISE", "silence": "DEAD AIR"}  # said instead of a genre
 
 BAR = 40
 CLEAR = "\x1b[H\x1b[2J"
@@ -31,7 +30,7 @@ def render(stream: Stream, genres: tuple[str, ...], model_name: str, engine: str
         lines.append("waiting for the first window (about 3 s of audio) ...")
     else:
         kind = message["content"]
-        now = f"{message['genre'].upper()}  {message['confidence']:.2f}" if kind == "music" else ON_AIR[kind]
+        now = f"{message['genre'].upper()}  {message['confidence']:.2f}" if kind == MUSIC else SAID[kind].upper()
         if message["content_probabilities"]:
             now += "   (" + "  ".join(f"{k} {p:.2f}" for k, p in message["content_probabilities"].items()) + ")"
         lines.append(f"now    {now}   "

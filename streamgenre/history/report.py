@@ -13,10 +13,9 @@ import json
 import re
 from collections import defaultdict
 
-from ..content import KINDS, MUSIC, NOISE, SILENCE, SPEECH
+from ..content import KINDS, MUSIC, NOISE, SAID, SILENCE, SPEECH
 
 LONGEST = 5  # segments listed per stream
-SHOWN = {SPEECH: "talk", NOISE: "noise", SILENCE: "dead air"}  # how people name the kinds that are not music
 KIND_COLOURS = {SPEECH: (0.1, 0.1, 0.1, 1.0), NOISE: (0.85, 0.8, 0.6, 1.0), SILENCE: (0.82, 0.82, 0.82, 1.0)}
 GENRE_PALETTE = [0, 1, 2, 3, 4, 5, 6, 8, 9]  # of matplotlib's tab10, without its grey (dead air's)
 RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
@@ -101,7 +100,7 @@ def headline(entry: dict) -> str:
     for kind, a in entry["content"].items():
         if a["seconds"] <= 0:
             continue
-        part = f"{SHOWN.get(kind, kind)} {a['percent']:.0f} %"
+        part = f"{SAID.get(kind, kind)} {a['percent']:.0f} %"
         if kind == MUSIC and genres:
             part += ": " + ", ".join(f"{g} {b['percent']:.0f} %" for g, b in genres)
         parts.append(part)
@@ -134,7 +133,7 @@ def as_table(summary: dict) -> str:
         for kind, a in e["content"].items():
             if a["seconds"] <= 0:
                 continue
-            lines.append(f"{name[:16]:16} {SHOWN.get(kind, kind):12} {a['seconds'] / 60:9.1f} {a['percent']:6.1f}")
+            lines.append(f"{name[:16]:16} {SAID.get(kind, kind):12} {a['seconds'] / 60:9.1f} {a['percent']:6.1f}")
             if kind == MUSIC:
                 for genre, b in e["airtime"].items():
                     if genre not in KINDS:
@@ -144,7 +143,7 @@ def as_table(summary: dict) -> str:
     lines.append("longest segments:")
     for name, e in summary.items():
         for s in e["longest"]:
-            what = s["genre"] if s["kind"] == MUSIC else SHOWN.get(s["kind"], s["kind"])
+            what = s["genre"] if s["kind"] == MUSIC else SAID.get(s["kind"], s["kind"])
             title = f"  {s['title']}" if s["title"] else ""
             lines.append(f"{name[:16]:16} {_local(s['start_time'])} - {_local(s['end_time'])[11:]}  {what:10} "
                          f"{(s['end_time'] - s['start_time']) / 60:6.1f} min{title}")
@@ -180,12 +179,12 @@ def plot(segments: list[dict], summary: dict, path: str) -> None:
         names = list(e["airtime"])
         bars.barh(range(len(names)), [e["airtime"][g]["seconds"] / 60 for g in names],
                   color=[colour.get(g, "black") for g in names])
-        bars.set_yticks(range(len(names)), [SHOWN.get(g, g) for g in names], fontsize=7)
+        bars.set_yticks(range(len(names)), [SAID.get(g, g) for g in names], fontsize=7)
         bars.invert_yaxis()
         bars.set_xlabel("minutes")
     shown = [*genres, *(k for k in KIND_COLOURS if any(s["kind"] == k for s in segments))]
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[g]) for g in shown]
-    fig.legend(handles, [SHOWN.get(g, g) for g in shown], loc="lower center", ncol=max(1, len(handles)), fontsize=7,
+    fig.legend(handles, [SAID.get(g, g) for g in shown], loc="lower center", ncol=max(1, len(handles)), fontsize=7,
                frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)

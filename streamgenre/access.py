@@ -20,7 +20,8 @@ from http import HTTPStatus
 
 LOOPBACK_NAMES = ("localhost",)
 MAX_CLIENTS = 256
-RESERVED_DESCRIPTORS = 64  # for the model, logs, HTTP requests; plus DESCRIPTORS_PER_SOURCE for each source
+MAX_HANDSHAKING = 32  # connections not past their opening handshake (HTTP requests among them), at most
+RESERVED_DESCRIPTORS = 64  # those, and the model, logs, database; plus DESCRIPTORS_PER_SOURCE for each source
 DESCRIPTORS_PER_SOURCE = 8  # a connection, a decoder's files, a reconnect overlapping the old socket
 
 

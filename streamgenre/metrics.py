@@ -38,17 +38,17 @@ class Metrics:
         self.tick_errors = Counter("streamgenre_pipeline_tick_errors", "Pipeline ticks that failed (windows lost)",
                                    registry=self.registry)
 
-    def watch(self, streams, broadcaster) -> None:
-        """Report the streams' counters and the broadcaster's clients at every scrape."""
-        self.registry.register(_Collector(streams, broadcaster))
+    def watch(self, streams, broadcaster, handshakes) -> None:
+        """Report the streams' counters, the broadcaster's clients and the connections evicted at every scrape."""
+        self.registry.register(_Collector(streams, broadcaster, handshakes))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _Collector:
-    def __init__(self, streams, broadcaster):
-        self.streams, self.broadcaster = streams, broadcaster
+    def __init__(self, streams, broadcaster, handshakes):
+        self.streams, self.broadcaster, self.handshakes = streams, broadcaster, handshakes
 
     def collect(self):
         for name, text, key in STREAM_COUNTERS:
@@ -66,3 +66,5 @@ class _Collector:
                                   value=b.dropped_total + sum(b.dropped(c) for c in b.clients))
         yield CounterMetricFamily("streamgenre_client_ignored_messages", "Client messages that were not subscriptions",
                                   value=b.ignored_messages)
+        yield CounterMetricFamily("streamgenre_connections_evicted", "Connections closed before their handshake: "
+                                  "the longest waiting when too many waited", value=self.handshakes.evicted)

@@ -12,6 +12,7 @@ besides a subscription is ignored and counted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -27,10 +28,11 @@ from websockets.asyncio.server import serve as websocket_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from .access import Access
+from .access import MAX_HANDSHAKING, Access
 
 PROTOCOL_VERSION = 1
 BACKLOG = 4096  # messages kept for clients that are behind; one further behind skips the oldest (counted)
+OPEN_TIMEOUT = 5.0  # seconds a connection has to send its request and take the answer
 
 log = logging.getLogger("streamgenre.server")
 
@@ -123,18 +125,59 @@ class Broadcaster:
             pass
 
 
+class Handshakes:
+    """Connections that have not finished their opening handshake, at most MAX_HANDSHAKING at once: each holds a
+    descriptor until it asks for something, so a crowd that connects and waits could take the descriptors kept for
+    sources. When one more arrives, the one that has waited longest is closed (and counted): a health check, which
+    asks at once, gets through a crowd of connections that wait."""
+
+    def __init__(self):
+        self.pending: dict[HandshakeFirst, None] = {}  # oldest first
+        self.evicted = 0
+
+    def arrived(self, connection: HandshakeFirst) -> None:
+        if len(self.pending) >= MAX_HANDSHAKING:
+            oldest = next(iter(self.pending))
+            self.left(oldest)
+            self.evicted += 1
+            oldest.transport.abort()
+        self.pending[connection] = None
+
+    def left(self, connection: HandshakeFirst) -> None:
+        self.pending.pop(connection, None)
+
+
 class HandshakeFirst(ServerConnection):
-    """websockets reads whatever follows a request's headers as WebSocket frames, even before it has answered the
+    """A connection that holds a descriptor only while it needs one: `Handshakes` bounds those that wait for their
+    handshake, and an answer that is not a WebSocket (a refusal, a plain HTTP route) is flushed and the socket
+    closed at once, where websockets would wait up to its close timeout for the client to hang up (a crowd of refused
+    clients that never read kept 10 s of descriptors each, and exhausted them).
+
+    And websockets reads whatever follows a request's headers as WebSocket frames, even before it has answered the
     request: a second HTTP request pipelined behind the first fails that read, and answering the first then raises
     (an AssertionError in the log, no answer). Here the bytes after the headers wait until the answer is sent: they
     are frames if the connection became a WebSocket, and are dropped with the connection if it was plain HTTP."""
 
     HELD_AT_MOST = 65536
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, handshakes: Handshakes, **kwargs):
         super().__init__(*args, **kwargs)
+        self._handshakes = handshakes
         self._tail = b""  # the last bytes seen while the headers are read: their end may straddle two reads
         self._held: bytes | None = None  # what came after the headers, until the answer is sent
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._handshakes.arrived(self)
+
+    def connection_lost(self, exc) -> None:
+        self._handshakes.left(self)
+        super().connection_lost(exc)
+
+    def send_data(self) -> None:
+        super().send_data()
+        if self.protocol.state is not State.OPEN and self.response is not None:
+            self.transport.close()  # after what is buffered is written: no waiting for the client to hang up
 
     def data_received(self, data: bytes) -> None:
         if self._held is None:
@@ -152,17 +195,20 @@ class HandshakeFirst(ServerConnection):
         return super().data_received(data)
 
     async def handshake(self, *args, **kwargs) -> None:
-        await super().handshake(*args, **kwargs)
+        try:
+            await super().handshake(*args, **kwargs)
+        finally:
+            self._handshakes.left(self)
         held, self._held = self._held or b"", b""
         if held and self.protocol.state is State.OPEN:
             super().data_received(held)
 
 
-def http_routes(pipeline, broadcaster: Broadcaster, access: Access, history=None):
+def http_routes(pipeline, broadcaster: Broadcaster, access: Access, handshakes: Handshakes, history=None):
     """`process_request` for the WebSocket server: refuse what `access` refuses, answer plain HTTP GETs, let
     WebSocket upgrades through. `history` is the genre log's recorder, or None where it is off."""
     overlay = files("streamgenre.assets").joinpath("overlay.html").read_text()
-    pipeline.metrics.watch(pipeline.streams, broadcaster)
+    pipeline.metrics.watch(pipeline.streams, broadcaster, handshakes)
 
     def respond(connection, status, body: str, content_type: str):
         response = connection.respond(status, body)
@@ -277,9 +323,11 @@ async def serve(pipeline, broadcaster: Broadcaster, access: Access, port: int, s
     """Run the WebSocket server and the pipeline until `stop` is set; ping systemd's watchdog meanwhile."""
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
+    handshakes = Handshakes()
     async with websocket_serve(broadcaster.handler, access.listen, port, max_size=2**16, ping_interval=20,
-                               process_request=http_routes(pipeline, broadcaster, access, history),
-                               create_connection=HandshakeFirst):
+                               open_timeout=OPEN_TIMEOUT,
+                               process_request=http_routes(pipeline, broadcaster, access, handshakes, history),
+                               create_connection=functools.partial(HandshakeFirst, handshakes=handshakes)):
         pipeline.start()
         log.info("serving ws://%s:%d (at most %d clients)", access.listen, port, access.max_clients)
         sd_notify("READY=1")

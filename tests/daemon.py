@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -31,11 +32,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_daemon(*args: str, env: dict | None = None):
-    """`streamgenre serve ARGS` on a free port; yields (port, process); stops it with SIGTERM."""
+def running_daemon(*args: str, env: dict | None = None, descriptors: int | None = None):
+    """`streamgenre serve ARGS` on a free port, under a limit of `descriptors` open files where given; yields
+    (port, process); stops it with SIGTERM."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamgenre", "serve", *args, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=descriptors and (lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                                    (descriptors, descriptors))))
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -3,9 +3,13 @@ clients; secrets in source URLs are never shown. Real daemon, real clients, on 1
 
 import asyncio
 import http.client
+import os
+import re
+import resource
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -174,3 +178,39 @@ def test_bad_sources_in_the_config_are_one_line(tmp_path, config, says):
     run = subprocess.run([sys.executable, "-m", "streamgenre", "serve", "--config", str(path)], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and says in run.stderr and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_crowd_beyond_the_cap_cannot_take_the_descriptors(music_file):
+    """Under a real `ulimit -n 1024`: 1,100 WebSocket upgrades that never read, then 200 connections that never ask
+    for anything. Refused clients are closed at once, waiting ones are bounded, and /healthz answers throughout."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))  # this side holds 1,300 sockets
+    crowd = []
+    try:
+        with running_daemon(f"song={music_file}", descriptors=1024) as (port, proc):
+            for _ in range(1100):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(UPGRADE)
+                crowd.append(s)
+            time.sleep(1)
+            assert get(port, "/healthz") == (200, "ok\n")
+            assert open_descriptors(proc.pid) < 256 + 64 + 8  # the clients, the reserve, one source's
+            for _ in range(200):
+                crowd.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            assert get(port, "/healthz") == (200, "ok\n")
+            assert open_descriptors(proc.pid) < 256 + 64 + 8
+            status, metrics = get(port, "/metrics")
+            assert 0 < float(re.search(r"^streamgenre_clients (\S+)", metrics, re.M).group(1)) <= 256
+            assert float(re.search(r"^streamgenre_connections_evicted_total (\S+)", metrics, re.M).group(1)) > 0
+    finally:
+        for s in crowd:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -2,7 +2,8 @@
 
 A web page the operator visits can reach `127.0.0.1` too: a WebSocket from a foreign origin is refused (the overlay
 page, served here, and OBS's browser source are same-origin), and every request must name this machine by address or
-as `localhost` (a page that rebinds its own domain name to 127.0.0.1 is refused). Listening beyond loopback needs a
+as `localhost` (a page that rebinds its own domain name to 127.0.0.1 is refused). The names beyond those that requests may
+use are listed (`--allow-host`), token or not. Listening beyond loopback needs a
 token, which clients send as `Authorization: Bearer TOKEN` or `?token=TOKEN`. Client count is capped, so that idle
 clients cannot take the descriptors that sources need.
 
@@ -60,6 +61,7 @@ class Access:
     token: str | None = None
     allow_origins: tuple[str, ...] = ()
     max_clients: int = MAX_CLIENTS
+    allow_hosts: tuple[str, ...] = ()  # names of this machine that requests may use besides addresses and localhost
 
     def check_settings(self) -> str | None:
         """Why these settings are unsafe, or None."""
@@ -75,13 +77,11 @@ class Access:
         for name in ("Host", "Origin", "Authorization", "Upgrade"):
             if len(headers.get_all(name)) > 1:  # which one would count? a proxy and the daemon might disagree
                 return HTTPStatus.BAD_REQUEST, f"more than one {name} header"
-        if self.token:
-            if not hmac.compare_digest(self._presented_token(request).encode(), self.token.encode()):
-                return HTTPStatus.UNAUTHORIZED, "a token is needed: Authorization: Bearer TOKEN or ?token=TOKEN"
-        else:
-            name = _host_name(headers.get("Host", ""))
-            if not (name in LOOPBACK_NAMES or _address(name) is not None or name == self.listen):
-                return HTTPStatus.FORBIDDEN, f"Host {name!r} is not this machine's address"
+        name = _host_name(headers.get("Host", "")).lower()
+        if not (name in LOOPBACK_NAMES or _address(name) is not None or name in (self.listen, *self.allow_hosts)):
+            return HTTPStatus.FORBIDDEN, f"Host {name!r} is not this machine's address (--allow-host for its names)"
+        if self.token and not hmac.compare_digest(self._presented_token(request).encode(), self.token.encode()):
+            return HTTPStatus.UNAUTHORIZED, "a token is needed: Authorization: Bearer TOKEN or ?token=TOKEN"
         if headers.get("Upgrade", "").lower() == "websocket":
             origin = headers.get("Origin")
             same_origin = origin == f"http://{headers.get('Host', '')}"

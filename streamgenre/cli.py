@@ -191,6 +191,8 @@ def serve(
                                         help="clients and HTTP requests must present it (needed beyond loopback)"),
     allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin",
                                                      help="a web origin whose pages may open the WebSocket"),
+    allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", help="a name of this machine that "
+                                                   "requests may use (Host), besides its addresses and localhost"),
     history: Optional[str] = typer.Option(None, "--history", envvar="STREAMGENRE_HISTORY",
                                           help="the genre log: an SQLite path, sqlite:///PATH, postgresql://... or "
                                                "off [history.sqlite3 in the state directory]"),
@@ -220,11 +222,12 @@ def serve(
         settings |= _read_config(config)
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
-                 "allow_origins": allow_origin, "history": history, "cluster": cluster, "shard_size": shard_size,
+                 "allow_origins": allow_origin, "allow_hosts": allow_host, "history": history, "cluster": cluster, "shard_size": shard_size,
                  "content": content}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     settings["loop"] = not (once or fast)
-    access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]))
+    access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]),
+                    tuple(name.lower() for name in settings["allow_hosts"]))
     if problem := access.check_settings():
         fail(problem)
     specs = list(sources or []) + settings["source"]
@@ -429,7 +432,7 @@ SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "mode
                   "frontend": "auto", "history": None, "history_hold_seconds": HOLD_SECONDS,
                   "history_days": RETENTION_DAYS, "history_windows": False, "cluster": None,
                   "shard_size": SHARD_SIZE, "shard_cpus": "auto",
-                  "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [],
+                  "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [], "allow_hosts": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
                   "content_patches": PATCHES_PER_STEP, "content_switch": None}
 

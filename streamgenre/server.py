@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import socket
 import urllib.parse
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from .access import MAX_HANDSHAKING, Access
 
 PROTOCOL_VERSION = 1
 BACKLOG = 4096  # messages kept for clients that are behind; one further behind skips the oldest (counted)
+BODY_HEADERS = re.compile(rb"\r\n(content-length|transfer-encoding)[ \t]*:[^\r\n]*", re.IGNORECASE)
 OPEN_TIMEOUT = 5.0  # seconds a connection has to send its request and take the answer
 
 log = logging.getLogger("streamgenre.server")
@@ -156,14 +158,16 @@ class HandshakeFirst(ServerConnection):
     And websockets reads whatever follows a request's headers as WebSocket frames, even before it has answered the
     request: a second HTTP request pipelined behind the first fails that read, and answering the first then raises
     (an AssertionError in the log, no answer). Here the bytes after the headers wait until the answer is sent: they
-    are frames if the connection became a WebSocket, and are dropped with the connection if it was plain HTTP."""
+    are frames if the connection became a WebSocket, and are dropped with the connection if it was plain HTTP.
+    A request body is never read: websockets closes a request that announces one without an answer, so its
+    Content-Length and Transfer-Encoding headers are taken out and the request is answered (POST: 405)."""
 
     HELD_AT_MOST = 65536
 
     def __init__(self, *args, handshakes: Handshakes, **kwargs):
         super().__init__(*args, **kwargs)
         self._handshakes = handshakes
-        self._tail = b""  # the last bytes seen while the headers are read: their end may straddle two reads
+        self._head = b""  # the request's headers, until their end has arrived
         self._held: bytes | None = None  # what came after the headers, until the answer is sent
 
     def connection_made(self, transport) -> None:
@@ -180,19 +184,18 @@ class HandshakeFirst(ServerConnection):
             self.transport.close()  # after what is buffered is written: no waiting for the client to hang up
 
     def data_received(self, data: bytes) -> None:
-        if self._held is None:
-            seen = self._tail + data
-            end = seen.find(b"\r\n\r\n")
-            if end < 0:
-                self._tail = seen[-3:]
-                return super().data_received(data)
-            cut = end + 4 - len(self._tail)
-            self._held = data[cut:]
-            return super().data_received(data[:cut])
-        if self.protocol.state is State.CONNECTING:
-            self._held = (self._held + data)[: self.HELD_AT_MOST]
+        if self._held is not None:
+            if self.protocol.state is State.CONNECTING:
+                self._held = (self._held + data)[: self.HELD_AT_MOST]
+                return None
+            return super().data_received(data)
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0 and len(self._head) <= self.HELD_AT_MOST:
             return None
-        return super().data_received(data)
+        head, rest = (self._head[: end + 4], self._head[end + 4 :]) if end >= 0 else (self._head, b"")
+        self._head, self._held = b"", rest[: self.HELD_AT_MOST]
+        return super().data_received(BODY_HEADERS.sub(b"", head))
 
     async def handshake(self, *args, **kwargs) -> None:
         try:

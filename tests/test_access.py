@@ -214,3 +214,25 @@ def test_a_crowd_beyond_the_cap_cannot_take_the_descriptors(music_file):
         for s in crowd:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_with_a_token_the_host_is_still_checked(music_file):
+    with running_daemon(f"song={music_file}", "--allow-host", "Studio.Example", env=dict(os.environ,
+                        STREAMGENRE_TOKEN="s3cret")) as (port, _):
+        bearer = {"Authorization": "Bearer s3cret"}
+        assert get(port, "/api/now", bearer)[0] == 200
+        assert get(port, "/api/now", bearer | {"Host": f"studio.example:{port}"})[0] == 200  # a name it was given
+        evil = bearer | {"Host": f"evil.com:{port}", "Origin": f"http://evil.com:{port}"}
+        status, body = get(port, "/api/now", evil)
+        assert status == 403 and "evil.com" in body
+
+
+def test_a_request_with_a_body_is_answered(music_file):
+    with running_daemon(f"song={music_file}") as (port, _):
+        for method, body, headers in (("POST", b'{"x": 1}', {}), ("PUT", b"x" * 100_000, {}),
+                                      ("POST", iter([b"chunk"]), {"Transfer-Encoding": "chunked"})):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(method, "/api/now", body=body, headers=headers)
+            response = conn.getresponse()
+            assert (response.status, response.getheader("Allow")) == (405, "GET")
+        assert get(port, "/api/now")[0] == 200

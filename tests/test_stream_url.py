@@ -20,12 +20,14 @@ class Radio(http.server.BaseHTTPRequestHandler):
     mp3: bytes = b""
     seconds: float = 1.0
     cut_after: float = 5.0
+    stall_after: float | None = None  # every connection stops sending after this many seconds, and stays open
+    sends_icy = True  # False: a server that ignores Icy-MetaData (no titles, no metadata blocks)
     connections = 0
 
     def do_GET(self):
         type(self).connections += 1
         first = type(self).connections == 1
-        icy = self.headers.get("Icy-MetaData") == "1"
+        icy = self.sends_icy and self.headers.get("Icy-MetaData") == "1"
         self.send_response(200)
         self.send_header("Content-Type", "audio/mpeg")
         if icy:
@@ -39,6 +41,9 @@ class Radio(http.server.BaseHTTPRequestHandler):
             while sent < len(self.mp3):
                 if first and sent > rate * self.cut_after:
                     self.connection.shutdown(socket.SHUT_RDWR)  # the feed drops mid-stream
+                    return
+                if self.stall_after is not None and sent > rate * self.stall_after:
+                    time.sleep(60)  # the feed stalls: the connection stays open, nothing more comes
                     return
                 chunk = self.mp3[sent : sent + min(1024, until_meta if icy else 1024)]
                 self.wfile.write(chunk)
@@ -60,7 +65,7 @@ class Radio(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def radio(tmp_path):
     path = write_audio(tmp_path / "radio.mp3", synth_music(40, seed=5))
-    Radio.mp3, Radio.seconds, Radio.connections = path.read_bytes(), 40.0, 0
+    Radio.mp3, Radio.seconds, Radio.connections, Radio.stall_after, Radio.sends_icy = path.read_bytes(), 40.0, 0, None, True
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Radio)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/live.mp3"
@@ -156,3 +161,13 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_and_a_refusal_says_so(tmp
     reconnecting = [e["message"] for e in bad.events if e["event"] == "reconnecting"]
     assert reconnecting == [f"{bad.shown}: reconnecting in {MAX_BACKOFF:.0f} s"]  # not every second
     assert ProtectedRadio.expected in ProtectedRadio.asked and None not in ProtectedRadio.asked
+
+
+def test_a_feed_that_stalls_still_gives_windows_of_what_arrived(radio):
+    """6 s of a 30-kbit/s stream without ICY metadata (23 KB, less than the 32 KiB FFmpeg reads at once), then the
+    connection stays open and silent: what arrived is classified, and the stall is told."""
+    Radio.cut_after, Radio.stall_after, Radio.sends_icy = 1e9, 6.0, False
+    with running_daemon(f"radio={radio}") as (port, _):
+        got = collect(port, lambda ms: any(m["type"] == "status" and m["event"] == "error" for m in ms), timeout=30)
+    Radio.cut_after = 5.0
+    assert len(predictions(got)) >= 2  # windows ending at 3 and 4.5 s (the decoder holds the last of the 6 s)

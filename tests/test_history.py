@@ -281,6 +281,24 @@ def test_report_errors_are_one_line(tmp_path):
     assert run.returncode == 1 and "no segments between" in run.stderr and "the log is empty" in run.stderr
 
 
+def test_report_reads_a_database_on_a_read_only_filesystem(tmp_path):
+    """The log copied to a read-only mount (a backup, a snapshot): `report` opens it read-only and reads it."""
+    rw = tmp_path / "rw"
+    store = open_store(str(rw / "history.sqlite3"))
+    [song] = cut(["rock"] * 4, ends=[1000.0 + STEP * i for i in range(4)])
+    store.write([song.row() | {"stream": "radio"}], [])
+    store.close()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = (f"mount --bind {rw} {ro} && mount -o remount,bind,ro {ro} && touch {ro}/probe 2>/dev/null && exit 3; "
+              f"{sys.executable} -m streamgenre report --history {ro}/history.sqlite3 --since 0 --format json")
+    run = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    if run.returncode != 0 and "unshare" in run.stderr and "Operation not permitted" in run.stderr:
+        pytest.skip(f"no mount namespace here (needs root): {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    assert [s["genre"] for s in json.loads(run.stdout)["streams"]["radio"]["longest"]] == ["rock"]
+
+
 def test_an_empty_report_says_so_and_what_the_log_holds(tmp_path):
     store = open_store(str(tmp_path / "h.sqlite3"))
     [song] = cut(["rock"] * 4, ends=[time.time() - 60 + STEP * i for i in range(4)])

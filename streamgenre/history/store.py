@@ -83,6 +83,14 @@ class Store:
             return re.sub(r"%\((\w+)\)s", r":\1", statement)
         return statement
 
+    def check_version(self) -> None:
+        """For reading: a log of this version, or one line on why it cannot be read as it is."""
+        version = self.version()
+        if version != SCHEMA_VERSION:
+            raise HistoryError(f"{self.where}: history schema version {version}, this streamgenre reads "
+                               f"{SCHEMA_VERSION}: " + ("upgrade streamgenre" if version > SCHEMA_VERSION else
+                                                        "the daemon migrates it when it next opens it"))
+
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to SCHEMA_VERSION; refuse a newer one."""
         version = self.version()
@@ -178,8 +186,9 @@ def window_row(stream: str, end: float, probabilities: dict) -> dict:
     return {"stream": stream, "end_time": end, "probabilities": json.dumps(probabilities)}
 
 
-def open_store(location: str) -> Store:
-    """`postgresql://...` (PostgreSQL through psycopg), `sqlite:///PATH` or a plain path (SQLite), migrated."""
+def open_store(location: str, read_only: bool = False) -> Store:
+    """`postgresql://...` (PostgreSQL through psycopg), `sqlite:///PATH` or a plain path (SQLite), migrated; or,
+    `read_only`, for reading an existing log as it is (report, /api/history), which needs no write permission."""
     if re.match(r"^postgres(ql)?://", location):
         from .postgres import PostgresStore
 
@@ -187,9 +196,9 @@ def open_store(location: str) -> Store:
     else:
         from .sqlite import SqliteStore
 
-        store = SqliteStore(location.removeprefix("sqlite://"))
+        store = SqliteStore(location.removeprefix("sqlite://"), read_only)
     try:
-        store.migrate()
+        store.check_version() if read_only else store.migrate()
     except HistoryError:
         store.close()
         raise
@@ -202,7 +211,7 @@ def open_store(location: str) -> Store:
 def read_segments(location: str, stream: str | None = None, since: float | None = None, until: float | None = None,
                   limit: int | None = None, after: tuple[float, str] | None = None) -> list[dict]:
     """Segments from a store opened for this read only (the recorder keeps its own connection for writing)."""
-    store = open_store(location)
+    store = open_store(location, read_only=True)
     try:
         return store.segments(stream, since, until, limit, after)
     finally:
@@ -211,7 +220,7 @@ def read_segments(location: str, stream: str | None = None, since: float | None 
 
 def read_stream_spans(location: str) -> dict[str, tuple[float, float]]:
     """What the log holds: each stream and the time its segments span (Store.stream_spans)."""
-    store = open_store(location)
+    store = open_store(location, read_only=True)
     try:
         return store.stream_spans()
     finally:

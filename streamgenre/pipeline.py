@@ -88,7 +88,7 @@ class Step(NamedTuple):
     completes: bool  # whether it completes a window (a stream's first step only starts one)
     number: int  # of steps of the stream so far: the number of the window it completes
     stream_time: float  # at its end, in seconds of the stream
-    arrived: float  # arrival time (monotonic) of its last sample
+    arrived: float  # arrival time (monotonic) of its last sample; by the audio's clock for a file read fast
     level: float  # of the window it completes, dBFS
 
 
@@ -119,6 +119,8 @@ class Stream:
         self._step_level = -120.0  # of the previous step: a window is two steps
         self.dead_air_since: float | None = None  # arrival time of the first window of the current dead air
         self.content_track = None  # its state in the pipeline's content stage, made there on its first step
+        self.clock_start: float | None = None  # when its audio was first read: the audio's clock, for a file read
+        # faster than real time (--fast), whose windows are late only where the pipeline falls behind that clock
 
     def _needed(self) -> int:
         """Samples (at the source's rate) still missing for the next window: two steps for the first one."""
@@ -139,6 +141,7 @@ class Stream:
         audio = ring.read_all()
         if not len(audio):
             return []
+        self.clock_start = self.clock_start or time.monotonic()
         self.level_db = float(10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12))
         converted = self.resample(audio) if self.resample else audio
         self.samples_in += len(converted)
@@ -149,8 +152,10 @@ class Stream:
             behind = int((self.samples_in - end_sample) * self.source.rate / params.sample_rate)  # newer samples read
             span = pending[start : start + params.step_span_samples]
             level, self._step_level = self._step_level, ac_level_db(span)
-            out.append(Step(span, self.steps > 1, self.steps, end_sample / params.sample_rate,
-                            ring.arrival_time(ring.read - behind), max(level, self._step_level)))
+            stream_time = end_sample / params.sample_rate
+            arrived = ring.arrival_time(ring.read - behind) if self.source.paced else \
+                self.clock_start + stream_time  # when it would have arrived live: late only behind real time
+            out.append(Step(span, self.steps > 1, self.steps, stream_time, arrived, max(level, self._step_level)))
             start += params.step_samples
         self._pending = pending[start:]
         return out
@@ -375,7 +380,7 @@ class Pipeline:
             average = stream.average.value if stream.average.value is not None else np.zeros_like(probs)
         top = int(np.argmax(average))
         stream.seq += 1
-        latency = time.monotonic() - arrived
+        latency = max(0.0, time.monotonic() - arrived)  # a file read fast is ahead of its audio's clock
         self.latencies.append(latency)
         self.metrics.latency.observe(latency)
         if latency > LATE_SECONDS:

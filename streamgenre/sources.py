@@ -45,6 +45,7 @@ class Source:
         self.reconnects = 0
         self.replaced_samples = 0  # NaN or infinite samples, written as silence
         self.skipped_packets = 0  # compressed packets that did not decode, skipped
+        self.paced = True  # it delivers at real time (a file read as fast as possible does not)
         self._stop = threading.Event()
 
     def report(self, event: str, message: str) -> None:
@@ -142,6 +143,7 @@ class FileSource(Source):
         super().__init__(name, rate)
         self.path = str(path)
         self.realtime, self.loop = realtime, loop
+        self.paced = realtime
         check_file(path)
 
     def run(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -373,12 +374,23 @@ def test_postgresql_takes_the_same_log(tmp_path, music_file):
 
 
 def test_fast_logs_a_recording_by_its_own_clock(tmp_path):
-    """`serve --fast` reads a 60-s recording in a second or two; its segments still span its 60 s."""
+    """`serve --fast` reads a 60-s recording in a second or two; its segments still span its 60 s, and its windows,
+    far ahead of the audio's own clock, are not late (but for a few of the first, while 31 files fill their rings)."""
     recording = write_audio(tmp_path / "show.wav", np.tile(synth_music(20.0, seed=12), 3))
     history = tmp_path / "h.sqlite3"
-    with running_daemon(f"show={recording}", "--fast", "--history", str(history)) as (port, proc):
-        collect(port, lambda ms: any(m["type"] == "status" and m["event"] == "ended" for m in ms), timeout=60)
+    copies = [f"copy{i}={recording}" for i in range(30)]  # the engine behind the files: each waits in its ring
+    with running_daemon(f"show={recording}", *copies, "--fast", "--history", str(history)) as (port, proc):
+        ended = lambda ms: sum(m["type"] == "status" and m["event"] == "ended" for m in ms) == 31
+        collect(port, ended, timeout=90)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the rings the files filled are still being classified
+            metrics = http_get(port, "/metrics")[1]
+            if re.findall(r'streamgenre_windows_total\{stream="\w+"\} (\S+)', metrics) == ["39.0"] * 31:
+                break
+            time.sleep(0.5)
         time.sleep(1.5)  # the last windows reach the log
+        late = [float(n) for n in re.findall(r'streamgenre_late_windows_total\{stream="\w+"\} (\S+)', metrics)]
+        assert len(late) == 31 and sum(late) <= 0.1 * 31 * 39  # all 39 of each, before; now the first tick's few
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
         output = proc.stdout.read()

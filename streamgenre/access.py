@@ -21,8 +21,7 @@ from http import HTTPStatus
 
 LOOPBACK_NAMES = ("localhost",)
 MAX_CLIENTS = 256
-MAX_HANDSHAKING = 32  # connections not past their opening handshake (HTTP requests among them), at most
-RESERVED_DESCRIPTORS = 64  # those, and the model, logs, database; plus DESCRIPTORS_PER_SOURCE for each source
+RESERVED_DESCRIPTORS = 64  # for the model, logs, database; plus DESCRIPTORS_PER_SOURCE for each source
 DESCRIPTORS_PER_SOURCE = 8  # a connection, a decoder's files, a reconnect overlapping the old socket
 
 
@@ -92,19 +91,20 @@ class Access:
         return None
 
     def fit_descriptors(self, sources: int) -> str | None:
-        """Make room for max_clients beside the sources' descriptors: raise the soft limit where the hard one
-        allows, else lower max_clients. Returns what was lowered, or None."""
+        """Make room for max_clients, and as many connections again before their handshake (server.Handshakes),
+        beside the sources' descriptors: raise the soft limit where the hard one allows, else lower max_clients.
+        Returns what was lowered, or None."""
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         reserve = RESERVED_DESCRIPTORS + DESCRIPTORS_PER_SOURCE * sources
-        need = self.max_clients + reserve
+        need = 2 * self.max_clients + reserve
         if need > soft:
             soft = need if hard == resource.RLIM_INFINITY else min(hard, need)
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         if need <= soft:
             return None
-        self.max_clients = max(1, soft - reserve)
+        self.max_clients = max(1, (soft - reserve) // 2)
         return f"max clients lowered to {self.max_clients}: {soft} file descriptors, {reserve} kept for sources"
 
     @staticmethod

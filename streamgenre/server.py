@@ -29,7 +29,7 @@ from websockets.asyncio.server import serve as websocket_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from .access import MAX_HANDSHAKING, Access
+from .access import Access
 
 PROTOCOL_VERSION = 1
 BACKLOG = 4096  # messages kept for clients that are behind; one further behind skips the oldest (counted)
@@ -128,17 +128,18 @@ class Broadcaster:
 
 
 class Handshakes:
-    """Connections that have not finished their opening handshake, at most MAX_HANDSHAKING at once: each holds a
-    descriptor until it asks for something, so a crowd that connects and waits could take the descriptors kept for
-    sources. When one more arrives, the one that has waited longest is closed (and counted): a health check, which
-    asks at once, gets through a crowd of connections that wait."""
+    """Connections that have not finished their opening handshake, at most `limit` at once (as many as the clients,
+    so that all of them may reconnect at once): each holds a descriptor until it asks for something, so a crowd
+    that connects and waits could take the descriptors kept for sources. When one more arrives, the one that has
+    waited longest is closed (and counted): a health check, which asks at once, gets through such a crowd."""
 
-    def __init__(self):
+    def __init__(self, limit: int):
+        self.limit = limit
         self.pending: dict[HandshakeFirst, None] = {}  # oldest first
         self.evicted = 0
 
     def arrived(self, connection: HandshakeFirst) -> None:
-        if len(self.pending) >= MAX_HANDSHAKING:
+        if len(self.pending) >= self.limit:
             oldest = next(iter(self.pending))
             self.left(oldest)
             self.evicted += 1
@@ -326,7 +327,7 @@ async def serve(pipeline, broadcaster: Broadcaster, access: Access, port: int, s
     """Run the WebSocket server and the pipeline until `stop` is set; ping systemd's watchdog meanwhile."""
     broadcaster.loop = asyncio.get_running_loop()
     watchdog = int(os.environ.get("WATCHDOG_USEC", 0)) / 2e6
-    handshakes = Handshakes()
+    handshakes = Handshakes(access.max_clients)
     async with websocket_serve(broadcaster.handler, access.listen, port, max_size=2**16, ping_interval=20,
                                open_timeout=OPEN_TIMEOUT,
                                process_request=http_routes(pipeline, broadcaster, access, handshakes, history),

@@ -99,6 +99,9 @@ class ContentStage:
         probs = self.engine.infer(x) if finite.any() else np.zeros((len(x), len(self.params.labels)))
         return finite_probabilities(probs, finite).reshape(windows, self.patches, -1)
 
+    def release_memory(self) -> None:
+        self.engine.release_memory()
+
     def file_content(self, audio: np.ndarray, rate: int, silence_db: float) -> FileContent:
         """A whole file's content, segmented as the original does (content.segment), from audio at `rate`."""
         if rate != self.params.sample_rate:
@@ -135,6 +138,9 @@ class LevelOnly:
 
     def decide(self, stream, probs: None, level_db: float) -> Content:
         return Content(SILENCE if level_db < stream.silence_db else MUSIC, None)
+
+    def release_memory(self) -> None:
+        pass
 
     def file_content(self, audio: np.ndarray, rate: int, silence_db: float) -> FileContent:
         return FileContent([SILENCE if q else MUSIC for q in unit_levels(audio, rate) < silence_db], None)

@@ -12,6 +12,9 @@ moves the running average.
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
+import gc
 import logging
 import queue
 import threading
@@ -30,6 +33,7 @@ from .metrics import Metrics
 from .model import named_probabilities
 from .sources import BrokenSource, Source, parse_source, split_spec
 
+RELEASE_AFTER_SECONDS = 5.0  # after a reload removed streams: their threads have ended by then
 LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
 STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering audio
 TICK_SECONDS = 0.1  # longer ticks batch more windows per engine call, at ~50 ms more latency on average
@@ -182,6 +186,14 @@ class Stream:
                 "skipped_packets": self.source.skipped_packets, "invalid_windows": self.invalid}
 
 
+def trim_heap() -> None:
+    """glibc's malloc keeps freed memory for reuse: hand what is free back to the system (a no-op elsewhere)."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def status_message(stream, event: str, message: str) -> dict:
     """A `status` message (docs/protocol.md) about a stream: anything with a name and counters()."""
     return {"type": "status", "stream": stream.name, "event": event, "message": message,
@@ -233,6 +245,7 @@ class Pipeline:
         self.error: str | None = None  # why the last tick failed; None once one goes through
         self.engine_error: str | None = None  # why the engine's last batch failed; None once one goes through
         self._replacement: list[Stream] | None = None  # the streams to serve from the next tick on (a reload)
+        self._release_at: float | None = None  # when to give back the memory of streams a reload removed
         frontend.prepare()  # its files are read now: a tick must not be the first to need a file descriptor
 
     @property
@@ -290,6 +303,8 @@ class Pipeline:
                 stream.source.start()
                 self.publish(status_message(stream, "added", f"{stream.name}: added by a reload"))
         self.streams[:] = new  # in place: the metrics and the server read this list
+        if len(new) < len(old):
+            self._release_at = time.monotonic() + RELEASE_AFTER_SECONDS
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -301,7 +316,19 @@ class Pipeline:
                 self.error = self._failed(e)
             else:
                 self.error, self.last_tick = None, time.monotonic()
+            if self._release_at and time.monotonic() > self._release_at:
+                self._release_memory()
             self._stop.wait(max(0.0, self.tick - (time.monotonic() - started)))
+
+    def _release_memory(self) -> None:
+        """After a reload removed streams (and their threads have ended): the engines' arenas and the C heap give
+        back what the larger set grew. Without it, RSS stayed at 665 MB after cycles between 63 and 3 streams
+        (207 MB before the first); with it, it returns to within a few MB of that."""
+        self._release_at = None
+        self.engine.release_memory()
+        self.content.release_memory()
+        gc.collect()
+        trim_heap()
 
     def _failed(self, error: Exception) -> str:
         reason = f"{type(error).__name__}: {error}".splitlines()[0]

@@ -1,4 +1,5 @@
-"""Inference engines, one module each behind one interface: `infer(windows, streams) -> probabilities`.
+"""Inference engines, one module each behind one interface: `infer(windows, streams) -> probabilities`, and
+`release_memory()` when fewer streams remain.
 
 `onnx` (ONNX Runtime on the CPU) runs everywhere; `tensorrt` runs a plan built for this machine's NVIDIA GPU. The
 engine is picked once at start; the rest of the program only calls `infer`.
@@ -27,6 +28,9 @@ class Engine(Protocol):
         """(N, n_mels, window_frames) float32 windows of the model's frontend, on the host or (CuPy) on the GPU ->
         (N, genres) on the host. `streams`, from the daemon: each window's (stream, window number), for an engine
         that carries a stream's convolution columns from one window to the next; the probabilities are the same."""
+
+    def release_memory(self) -> None:
+        """Give back what larger batches than the streams now make grew (called after streams were removed)."""
 
 
 def create_engine(model: Model, kind: str = "auto", threads: int = 0, fp16: bool = False,

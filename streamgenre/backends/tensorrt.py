@@ -219,3 +219,8 @@ class TensorRTEngine:
                 raise EngineError("TensorRT failed to run the batch")
         self.stream.synchronize()
         return out.get()
+
+    def release_memory(self) -> None:
+        """CuPy's pool keeps the blocks of the largest batches; the ones not in use go back to the GPU."""
+        self.stream.synchronize()
+        self.cupy.get_default_memory_pool().free_all_blocks()

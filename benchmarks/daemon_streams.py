@@ -2,7 +2,7 @@
 
     python benchmarks/daemon_streams.py [--model paper|musicnn] [--streams 100 250 500 750] [--seconds 30]
                                         [--history PATH|postgresql://...] [--whole] [--content on off]
-                                        [--content-patches 2]
+                                        [--content-patches 2] [--every 4] [--hog]
 
 For each stream count: that many streams of real music are fed into their ring buffers at real-time pace (one
 feeder thread stands in for the sound cards and decoders, starts staggered so windows spread over time), through the
@@ -13,7 +13,8 @@ time in the frontend and in the engine, per window). With `--history`, each stre
 with the genre log written to that database (a fresh SQLite file per run is best); with `--whole`, twice, first with
 every window computed whole (as before streamgenre/columns.py), then with the columns a stream's windows carry;
 `--content on off` runs each count with the content stage and without it (wall time per window in the content
-stage's features and network too).
+stage's features and network too). `--every N` classifies every Nth window step of each stream (the daemon's
+`--every`); `--hog` runs a busy loop in another process on one core for the whole run, as a busy server would.
 """
 
 from __future__ import annotations
@@ -134,11 +135,17 @@ class TimedContent:
         return self._timed("decide", *args)
 
 
+def hog() -> None:
+    """A busy loop, for ever: one core taken, as another service on a radio server would."""
+    while True:
+        pass
+
+
 def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, history: str | None = None,
-        whole: bool = False, content=None) -> dict:
+        whole: bool = False, content=None, every: int = 1) -> dict:
     timed = Timed(frontend, engine, whole)
     sources = [FedSource(f"s{i}", model.params.sample_rate) for i in range(n)]
-    streams = [Stream(s, "last:10", params=model.params) for s in sources]
+    streams = [Stream(s, "last:10", params=model.params, every=every) for s in sources]
     broadcaster = Broadcaster(lambda: {"type": "hello"})
     recorder = None
 
@@ -220,14 +227,20 @@ def main() -> None:
                         help="run each count with the content stage on, off, or both")
     parser.add_argument("--content-patches", type=int, default=PATCHES_PER_STEP, help="the content stage's patches "
                         "a window step")
+    parser.add_argument("--every", type=int, default=1, help="classify every Nth window step of each stream")
+    parser.add_argument("--hog", action="store_true", help="a busy loop holds one core during the runs")
     args = parser.parse_args()
+    if args.hog:
+        import multiprocessing
+
+        multiprocessing.Process(target=hog, daemon=True).start()
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)
     frontend, engine = create_frontend(args.frontend, model.params), create_engine(model, args.engine, args.threads)
     audio = music(model.params.sample_rate)
     print(f"model {model.name}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{engine.description}; "
-          f"frontend: {frontend.description}")
+          f"frontend: {frontend.description}; every {args.every}; {'a busy loop on one core' if args.hog else 'no hog'}")
     print(f"{'streams':>7} {'cnn':>7} {'history':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'CPU %':>6} {'CPU ms/stream/s':>15} {'frontend ms/w':>13} {'engine ms/w':>11} {'content ms/w':>12} "
           f"{'batch':>6} {'lost':>6} {'rows':>6}")
@@ -240,7 +253,7 @@ def main() -> None:
         for history in [None, args.history] if args.history else [None]:
             for whole in [True, False] if args.whole else [False]:
                 for content, stage in stages.items():
-                    r = run(n, args.seconds, audio, model, frontend, engine, history, whole, stage)
+                    r = run(n, args.seconds, audio, model, frontend, engine, history, whole, stage, args.every)
                     print(f"{r['streams']:7d} {r['cnn']:>7} {r['history']:>7} {r['windows']:7d} {r['late']:5d} "
                           f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} "
                           f"{r['cpu_ms_per_stream_second']:15.2f} {r['frontend_ms']:13.3f} {r['engine_ms']:11.3f} "

@@ -199,6 +199,8 @@ def serve(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="ray or ray://HOST:PORT: spread the streams over "
                                           "a Ray cluster, this process their coordinator [off]"),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="streams per shard [100]"),
+    every: Optional[int] = typer.Option(None, "--every", min=1, help="classify every Nth window step only (the "
+                                        "running average covers the same seconds with fewer windows) [1]"),
     content: Optional[str] = typer.Option(None, "--content", help="on (music, speech, noise or silence first; a "
                                           "genre for music only) or off [on]"),
     log_level: str = typer.Option("info", "--log-level"),
@@ -223,9 +225,10 @@ def serve(
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
                  "allow_origins": allow_origin, "allow_hosts": allow_host, "history": history, "cluster": cluster, "shard_size": shard_size,
-                 "content": content}
+                 "content": content, "every": every}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     settings["loop"] = not (once or fast)
+    settings["every"] = _every(settings["every"])
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]),
                     tuple(name.lower() for name in settings["allow_hosts"]))
     if problem := access.check_settings():
@@ -299,8 +302,9 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
     log = logging.getLogger("streamgenre")
     loaded, frontend, engine = _runtime(settings["model"], settings["engine"], settings["frontend"], settings["fp16"],
                                         log.info)
+    every = settings["every"]
     streams = _build(specs, settings["average"], realtime, False, loaded.params, settings["silence_db"],
-                     settings["dead_air_seconds"], settings["loop"])
+                     settings["dead_air_seconds"], settings["loop"], every)
     if lowered := access.fit_descriptors(len(streams)):
         log.warning("%s", lowered)
     stage = _content(settings["content"], settings["engine"], loaded.params.step_seconds,
@@ -313,7 +317,7 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
     def serve_specs(new_specs: list[str]) -> None:
         new = reloaded_streams(pipeline.streams, new_specs, lambda spec: stream_from_spec(
             spec, settings["average"], realtime, settings["silence_db"], settings["dead_air_seconds"], loaded.params,
-            settings["loop"]))
+            settings["loop"], every))
         pipeline.replace_streams(new)
         log.info("reload: %d streams (%d new)", len(new), sum(not any(n is s for s in pipeline.streams) for n in new))
 
@@ -434,7 +438,7 @@ SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "mode
                   "shard_size": SHARD_SIZE, "shard_cpus": "auto",
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [], "allow_hosts": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
-                  "content_patches": PATCHES_PER_STEP, "content_switch": None}
+                  "content_patches": PATCHES_PER_STEP, "content_switch": None, "every": 1}
 
 
 def _read_config(path: Path) -> dict:
@@ -490,8 +494,15 @@ def _content(setting: str, engine_kind: str, step_seconds: float, patches: int =
         fail(str(e))
 
 
+def _every(value) -> int:
+    """The `every` setting: a whole number of window steps, at least 1; else a one-line error."""
+    if type(value) is not int or value < 1:
+        fail(f"every = {value!r}: a whole number of window steps, 1 or more")
+    return value
+
+
 def _build(specs: list[str], average: str, realtime: bool, strict: bool, params, silence_db: float = SILENCE_DB,
-           dead_air_seconds: float = DEAD_AIR_SECONDS, loop: bool = False) -> list:
+           dead_air_seconds: float = DEAD_AIR_SECONDS, loop: bool = False, every: int = 1) -> list:
     """One stream per source, for a model's frontend `params`; with `strict` a source that cannot open is an error,
     else it is kept as a broken stream that reports its error."""
     import logging
@@ -503,7 +514,8 @@ def _build(specs: list[str], average: str, realtime: bool, strict: bool, params,
         Average(average)
     except ValueError as e:
         fail(str(e))
-    streams = [stream_from_spec(spec, average, realtime, silence_db, dead_air_seconds, params, loop) for spec in specs]
+    streams = [stream_from_spec(spec, average, realtime, silence_db, dead_air_seconds, params, loop, every)
+               for spec in specs]
     broken = [s.source.error for s in streams if isinstance(s.source, BrokenSource)]
     if broken and strict:
         fail(broken[0])

@@ -46,15 +46,16 @@ log = logging.getLogger("streamgenre.pipeline")
 
 class Average:
     """Running average of a stream's window probabilities: `last:N`, `ema:SECONDS` (half-life) or `all`, for windows
-    every `step_seconds`."""
+    every `step_seconds`. A stream classified on every `every`th step only (`--every`) averages over the same
+    seconds: `last:N` keeps N/every windows (rounded up), and the half-life stays in seconds."""
 
-    def __init__(self, spec: str = "last:10", step_seconds: float = PAPER.step_seconds):
+    def __init__(self, spec: str = "last:10", step_seconds: float = PAPER.step_seconds, every: int = 1):
         kind, _, arg = spec.partition(":")
         try:
             if kind == "last" and int(arg) >= 1:
-                self._recent: collections.deque | None = collections.deque(maxlen=int(arg))
+                self._recent: collections.deque | None = collections.deque(maxlen=-(-int(arg) // every))
             elif kind == "ema" and float(arg) > 0:
-                self._recent, self._keep = None, 0.5 ** (step_seconds / float(arg))
+                self._recent, self._keep = None, 0.5 ** (every * step_seconds / float(arg))
             elif kind == "all" and not arg:
                 self._recent, self._keep = None, None
             else:
@@ -89,7 +90,7 @@ class Step(NamedTuple):
     """A step of frames of one stream, as Stream.poll cuts them."""
 
     audio: np.ndarray  # the samples of its frames
-    completes: bool  # whether it completes a window (a stream's first step only starts one)
+    completes: bool  # whether it completes a window to classify (a first step only starts one; --every skips some)
     number: int  # of steps of the stream so far: the number of the window it completes
     stream_time: float  # at its end, in seconds of the stream
     arrived: float  # arrival time (monotonic) of its last sample; by the audio's clock for a file read fast
@@ -101,14 +102,15 @@ class Stream:
     of the model's frontend."""
 
     def __init__(self, source: Source, average: str, silence_db: float = SILENCE_DB,
-                 dead_air_seconds: float = DEAD_AIR_SECONDS, params: FrontendParams = PAPER):
+                 dead_air_seconds: float = DEAD_AIR_SECONDS, params: FrontendParams = PAPER, every: int = 1):
         self.source = source
+        self.every = every  # classified on every `every`th window step only (--every)
         self.params = params
         self.name = source.name
         self.spec: str | None = None  # the source spec it was made from, which a reload compares
         self.created = time.monotonic()  # a source that has not delivered yet has STALE_SECONDS from here
         self.resample = Resampler(source.rate, to_rate=params.sample_rate) if source.rate != params.sample_rate else None
-        self.average = Average(average, params.step_seconds)
+        self.average = Average(average, params.step_seconds, every)
         self.averaged_title: str | None = None  # the ICY title the running average belongs to
         self.restart_average = False  # set by dead air: the music after it starts a new average
         self.seq = 0
@@ -159,7 +161,8 @@ class Stream:
             stream_time = end_sample / params.sample_rate
             arrived = ring.arrival_time(ring.read - behind) if self.source.paced else \
                 self.clock_start + stream_time  # when it would have arrived live: late only behind real time
-            out.append(Step(span, self.steps > 1, self.steps, stream_time, arrived, max(level, self._step_level)))
+            classified = self.steps > 1 and (self.steps - 2) % self.every == 0  # the first window, then every Nth
+            out.append(Step(span, classified, self.steps, stream_time, arrived, max(level, self._step_level)))
             start += params.step_samples
         self._pending = pending[start:]
         return out
@@ -201,14 +204,14 @@ def status_message(stream, event: str, message: str) -> dict:
 
 
 def stream_from_spec(spec: str, average: str, realtime: bool, silence_db: float, dead_air_seconds: float,
-                     params: FrontendParams, loop: bool = False) -> Stream:
-    """The stream of one source spec for a model's frontend `params` (files looping with `loop`); a source that
-    cannot open becomes a broken stream that reports its error."""
+                     params: FrontendParams, loop: bool = False, every: int = 1) -> Stream:
+    """The stream of one source spec for a model's frontend `params` (files looping with `loop`, classified on
+    every `every`th step); a source that cannot open becomes a broken stream that reports its error."""
     try:
         source = parse_source(spec, realtime, params.sample_rate, loop)
     except AudioError as e:
         source = BrokenSource(split_spec(spec)[0], str(e))
-    stream = Stream(source, average, float(silence_db), float(dead_air_seconds), params)
+    stream = Stream(source, average, float(silence_db), float(dead_air_seconds), params, every)
     stream.spec = spec
     return stream
 

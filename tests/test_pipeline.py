@@ -91,3 +91,25 @@ def test_a_new_title_and_dead_air_start_a_new_average(music_file):
     window(pop, SILENCE, title="B - Rock song")
     after = window(pop, title="B - Rock song")
     assert after["genre"] == "pop" and after["average"]["pop"] == 1.0  # the music after dead air starts anew
+
+
+def test_every_nth_window_is_the_same_window_and_the_average_keeps_its_seconds(music_file):
+    """`every = 3`: the windows classified are every third of the full set (the first, the fourth, ...), with the
+    same probabilities, and `last:9` averages the last 3 of them: the same 9 steps of audio."""
+    model = load_model()
+    engine = create_engine(model)
+    want = engine.infer(windows(log_mel(load_audio(music_file))))
+    stream = Stream(FileSource("s", music_file, realtime=False), "last:9", every=3)
+    messages = []
+    pipeline = Pipeline([stream], create_frontend("cpu"), engine, model.genres, messages.append)
+    pipeline.start()
+    deadline = time.monotonic() + 30
+    while stream.seq < len(want[::3]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pipeline.stop()
+    got = [m for m in messages if m["type"] == "prediction"]
+    assert len(got) == len(want[::3])
+    np.testing.assert_allclose([list(m["probabilities"].values()) for m in got], want[::3], atol=1e-4)
+    np.testing.assert_allclose(list(got[-1]["average"].values()), want[::3][-3:].mean(0), atol=1e-4)
+    assert np.allclose(np.diff([m["time"] for m in got]), 3 * 128 * 256 / 22050, atol=1e-3)
+    assert Average("ema:15", 1.5, every=3)._keep == pytest.approx(0.5 ** (4.5 / 15))

@@ -41,7 +41,7 @@ def shard_settings(settings: dict, realtime: bool) -> dict:
     """What every shard needs of the daemon's settings to run today's pipeline; `cpus` is a number or "auto"
     (ClusterPipeline works it out from the cluster it finds)."""
     keys = ("model", "engine", "frontend", "fp16", "average", "silence_db", "dead_air_seconds", "content",
-            "content_patches", "content_switch", "loop")
+            "content_patches", "content_switch", "every", "loop")
     cpus = settings["shard_cpus"]
     if cpus != "auto" and (type(cpus) not in (int, float) or not 0 < cpus <= 1024):
         raise ValueError(f"shard_cpus {cpus!r}: \"auto\" or the CPUs each shard asks Ray for (above 0)")

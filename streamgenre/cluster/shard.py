@@ -22,7 +22,7 @@ BACKLOG = 20_000  # messages kept between two drains; a coordinator away for lon
 
 class Shard:
     """`settings`: model, engine, frontend, fp16, threads (ONNX Runtime's), average, silence_db, dead_air_seconds,
-    content, content_patches, content_switch, realtime, loop (as coordinator.shard_settings makes them)."""
+    content, content_patches, content_switch, every, realtime, loop (as coordinator.shard_settings makes them)."""
 
     def __init__(self, index: int, settings: dict, specs: list[str]):
         limit_blas_threads()
@@ -44,7 +44,7 @@ class Shard:
     def _stream(self, spec: str):
         s = self.settings
         return stream_from_spec(spec, s["average"], s["realtime"], s["silence_db"], s["dead_air_seconds"],
-                                self.params, s["loop"])
+                                self.params, s["loop"], s["every"])
 
     def configure(self, specs: list[str]) -> None:
         """Serve these streams: unchanged ones go on uninterrupted, new ones start, the others stop (a reload, or a

@@ -60,6 +60,11 @@ class _Collector:
         for stream in self.streams:
             up.add_metric([stream.name], 0 if stream.problem() else 1)
         yield up
+        dead_air = GaugeMetricFamily("streamgenre_dead_air_seconds", "Length of the stream's current dead air (0 "
+                                     "while there is sound)", labels=["stream"])
+        for stream in self.streams:
+            dead_air.add_metric([stream.name], stream.dead_air_length())
+        yield dead_air
         b = self.broadcaster
         yield GaugeMetricFamily("streamgenre_clients", "Connected WebSocket clients", value=len(b.clients))
         yield CounterMetricFamily("streamgenre_client_dropped_messages", "Messages dropped for slow clients",

@@ -181,6 +181,10 @@ class Stream:
             return f"dead air (below {self.silence_db:.0f} dBFS) for {time.monotonic() - self.dead_air_since:.0f} s"
         return None
 
+    def dead_air_length(self) -> float:
+        """How long the current dead air has lasted (0 while there is sound)."""
+        return 0.0 if self.dead_air_since is None else max(0.0, time.monotonic() - self.dead_air_since)
+
     def counters(self) -> dict:
         ring = self.source.ring
         return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,

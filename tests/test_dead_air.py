@@ -3,6 +3,7 @@ genre; music after it is classified again. Real daemon, real files, a real WebSo
 
 import http.client
 import json
+import re
 
 import numpy as np
 
@@ -30,6 +31,9 @@ def test_silence_and_dc_are_dead_air_and_music_after_them_is_not(tmp_path):
         got = collect(port, lambda ms: any(not m["dead_air"] for m in predictions([(0, m) for m in ms], "show")),
                       timeout=20)
         health, now = get(port, "/healthz"), json.loads(get(port, "/api/now")[1])
+        metrics = get(port, "/metrics")[1]
+    lengths = dict(re.findall(r'^streamgenre_dead_air_seconds\{stream="(\w+)"\} (\S+)', metrics, re.M))
+    assert float(lengths["dc"]) > 2.0 and float(lengths["show"]) == 0.0  # what the dead-air alert reads
     show, dc = predictions(got, "show"), predictions(got, "dc")
     silent = [p for p in show if p["dead_air"]]
     assert silent and all(p["genre"] is None and p["confidence"] is None and p["level_db"] < -50 for p in silent)

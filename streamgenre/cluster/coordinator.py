@@ -84,6 +84,10 @@ class RemoteStream:
         self.down_since: float | None = None
         self.down_why = ""
         self.interrupted_seconds = 0.0
+        self.state_dead_air = 0.0
+
+    def dead_air_length(self) -> float:
+        return self.state_dead_air
 
     def problem(self) -> str | None:
         if self.down_since is not None:
@@ -283,6 +287,7 @@ class ClusterPipeline:
                 stream.source.kind, stream.source.error = state["kind"], state["error"]
                 stream.source.finished = state["finished"]
                 stream.state_problem, stream.state_counters = state["problem"], state["counters"]
+                stream.state_dead_air = state["dead_air_length"]
                 if state["problem"]:  # a source that delivers nothing sends no window: its own problem says so
                     self._resume(stream, handle)
         for message in report["messages"]:

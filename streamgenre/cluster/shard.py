@@ -61,7 +61,7 @@ class Shard:
                 "node": socket.gethostname(), "description": self.description, "problem": self.pipeline.problem(),
                 "messages": messages,
                 "streams": {s.name: {"kind": s.source.kind, "error": s.source.error, "finished": s.source.finished,
-                                     "problem": s.problem(),
+                                     "problem": s.problem(), "dead_air_length": s.dead_air_length(),
                                      "counters": s.counters()} for s in self.pipeline.streams}}
 
     def stop(self) -> None:

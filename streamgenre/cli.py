@@ -224,8 +224,8 @@ def serve(
         settings |= _read_config(config)
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
-                 "allow_origins": allow_origin, "allow_hosts": allow_host, "history": history, "cluster": cluster, "shard_size": shard_size,
-                 "content": content, "every": every}
+                 "allow_origins": allow_origin, "allow_hosts": allow_host, "history": history, "cluster": cluster,
+                 "shard_size": shard_size, "content": content, "every": every}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     settings["loop"] = not (once or fast)
     settings["every"] = _every(settings["every"])

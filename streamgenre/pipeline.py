@@ -177,8 +177,8 @@ class Stream:
         heard = source.ring.arrival_time(source.ring.written) if source.ring.written else self.created
         if time.monotonic() - heard > STALE_SECONDS:
             return f"no audio in the last {STALE_SECONDS:.0f} s"
-        if self.dead_air_since is not None and time.monotonic() - self.dead_air_since >= self.dead_air_seconds:
-            return f"dead air (below {self.silence_db:.0f} dBFS) for {time.monotonic() - self.dead_air_since:.0f} s"
+        if self.dead_air_since is not None and (length := self.dead_air_length()) >= self.dead_air_seconds:
+            return f"dead air (below {self.silence_db:.0f} dBFS) for {length:.0f} s"
         return None
 
     def dead_air_length(self) -> float:

@@ -15,6 +15,10 @@ every window computed whole (as before streamgenre/columns.py), then with the co
 `--content on off` runs each count with the content stage and without it (wall time per window in the content
 stage's features and network too). `--every N` classifies every Nth window step of each stream (the daemon's
 `--every`); `--hog` runs a busy loop in another process on one core for the whole run, as a busy server would.
+`--workers N` runs the streams over N worker processes (the daemon's `--workers`, cluster/process_shards.py), each
+feeding its share with a feeder thread of its own; latency is then the pipeline's in each worker, as in one process
+(the coordinator's relay adds up to its poll interval, 0.1 s, before a client has it), and CPU is that of the
+coordinator and its workers together; the per-stage times are not measured there.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 from streamgenre.access import Access
+from streamgenre.cli import SERVE_DEFAULTS
+from streamgenre.cluster.coordinator import ClusterPipeline, shard_settings
+from streamgenre.cluster.process_shards import ProcessShards
+from streamgenre.cluster.shard import Shard
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
 from streamgenre.content_stage import PATCHES_PER_STEP, create_content_stage
@@ -135,6 +143,76 @@ class TimedContent:
         return self._timed("decide", *args)
 
 
+class FedShard(Shard):
+    """A worker's shard whose streams are fed by a feeder thread in the worker, as `run` feeds one process's."""
+
+    def __init__(self, index: int, settings: dict, specs: list[str]):
+        super().__init__(index, settings, specs)
+        audio = music(self.params.sample_rate)
+        sources = [s.source for s in self.pipeline.streams]
+        threading.Thread(target=feed, args=(sources, audio, self.params, threading.Event()), daemon=True).start()
+
+    def _stream(self, spec: str) -> Stream:
+        return Stream(FedSource(spec, self.params.sample_rate), "last:10", params=self.params,
+                      every=self.settings["every"])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system time of these processes so far."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_workers(n: int, seconds: float, model_name: str, workers: int, every: int, content: str) -> dict:
+    """`n` fed streams over `workers` worker processes behind the real coordinator and server."""
+    settings = shard_settings(SERVE_DEFAULTS | {"model": model_name, "engine": "onnx", "frontend": "cpu",
+                                                "every": every, "content": content, "loop": True}, realtime=True)
+    broadcaster = Broadcaster(lambda: {"type": "hello"})
+    pipeline = ClusterPipeline(ProcessShards(FedShard), [f"s{i}" for i in range(n)], settings, broadcaster.publish,
+                               shards=workers)
+    latencies, seen = [], {}
+
+    async def main():
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(pipeline, broadcaster, Access("127.0.0.1"), 8799, stop))
+        async with connect("ws://127.0.0.1:8799", max_queue=None) as ws:
+            async def receive(until: float, measure: bool):
+                while time.monotonic() < until:
+                    try:
+                        message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    except asyncio.TimeoutError:
+                        continue
+                    if message["type"] == "prediction":
+                        seen[message["stream"]] = seen.get(message["stream"], 0) + 1
+                        if measure:
+                            latencies.append(message["latency_ms"])
+            warm_until = time.monotonic() + 120
+            while (len(seen) < n or min(seen.values()) < WARM_WINDOWS) and time.monotonic() < warm_until:
+                await receive(time.monotonic() + 0.5, False)
+            pids = [os.getpid()] + [h.actor.process.pid for h in pipeline.shards.values()]
+            cpu0, wall0 = cpu_seconds(pids), time.monotonic()
+            await receive(wall0 + seconds, True)
+            cpu, wall = cpu_seconds(pids) - cpu0, time.monotonic() - wall0
+        stop.set()
+        await server
+        lat = np.array(latencies)
+        return {"streams": n, "windows": len(lat), "late": int(np.sum(lat > 1000 * LATE_SECONDS)),
+                "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+                "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+                "cpu_percent": 100 * cpu / wall, "cpu_ms_per_stream_second": 1000 * cpu / wall / n,
+                "restarts": sum(pipeline.metrics.registry.get_sample_value("streamgenre_shard_restarts_total", {"shard": str(i)})
+                                or 0 for i in pipeline.shards)}
+
+    try:
+        return asyncio.run(main())
+    finally:
+        pipeline.stop()
+
+
 def hog() -> None:
     """A busy loop, for ever: one core taken, as another service on a radio server would."""
     while True:
@@ -229,11 +307,26 @@ def main() -> None:
                         "a window step")
     parser.add_argument("--every", type=int, default=1, help="classify every Nth window step of each stream")
     parser.add_argument("--hog", action="store_true", help="a busy loop holds one core during the runs")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (1: the streams in this one)")
     args = parser.parse_args()
     if args.hog:
         import multiprocessing
 
         multiprocessing.Process(target=hog, daemon=True).start()
+    if args.workers > 1:
+        print(f"model {args.model}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+              f"{args.workers} worker processes; every {args.every}; "
+              f"{'a busy loop on one core' if args.hog else 'no hog'}")
+        print(f"{'streams':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
+              f"{'CPU ms/stream/s':>15} {'restarts':>8}")
+        for n in args.streams:
+            for content in args.content:
+                r = run_workers(n, args.seconds, args.model, args.workers, args.every, content)
+                print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
+                      f"{r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} {r['restarts']:8.0f}  "
+                      f"content {content}", flush=True)
+        print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")
+        return
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)
     frontend, engine = create_frontend(args.frontend, model.params), create_engine(model, args.engine, args.threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -13,7 +14,7 @@ from .access import MAX_CLIENTS, Access
 from .audio import AudioError
 from .model import ModelError, load_model
 from .history.recorder import HOLD_SECONDS, RETENTION_DAYS
-from .cluster import SHARD_SIZE
+from .cluster import SHARD_SIZE, SINGLE_PROCESS_STREAMS
 from .content_stage import PATCHES_PER_STEP
 from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
@@ -199,6 +200,8 @@ def serve(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="ray or ray://HOST:PORT: spread the streams over "
                                           "a Ray cluster, this process their coordinator [off]"),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="streams per shard [100]"),
+    workers: Optional[str] = typer.Option(None, "--workers", help="worker processes the streams spread over: N, "
+                                          "or auto (one per core beyond a few streams, else this process) [auto]"),
     every: Optional[int] = typer.Option(None, "--every", min=1, help="classify every Nth window step only (the "
                                         "running average covers the same seconds with fewer windows) [1]"),
     content: Optional[str] = typer.Option(None, "--content", help="on (music, speech, noise or silence first; a "
@@ -225,7 +228,7 @@ def serve(
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
                  "allow_origins": allow_origin, "allow_hosts": allow_host, "history": history, "cluster": cluster,
-                 "shard_size": shard_size, "content": content, "every": every}
+                 "shard_size": shard_size, "workers": workers, "content": content, "every": every}
     settings |= {k: v for k, v in overrides.items() if v is not None}
     settings["loop"] = not (once or fast)
     settings["every"] = _every(settings["every"])
@@ -252,7 +255,8 @@ def serve(
         if recorder:
             recorder.observe(message)
 
-    build = _cluster_pipeline if settings["cluster"] else _single_pipeline
+    build = _cluster_pipeline if settings["cluster"] or _workers(settings["workers"], len(specs)) > 1 \
+        else _single_pipeline
     pipeline, loaded, serve_specs = build(settings, specs, not fast, publish, access)
     recorder = _recorder(settings, loaded.params.step_seconds, pipeline.metrics.registry, audio_clock=fast)
 
@@ -324,16 +328,35 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
     return pipeline, loaded, serve_specs
 
 
+def _workers(value, streams: int) -> int:
+    """`workers`: a number, or "auto": one process per core once there are more than SINGLE_PROCESS_STREAMS
+    streams (below that, one process measured as fast and holds one engine's memory instead of several)."""
+    if value == "auto":
+        return (os.cpu_count() or 1) if streams > SINGLE_PROCESS_STREAMS else 1
+    try:
+        if 1 <= int(value) <= 256 and str(int(value)) == str(value).strip():
+            return int(value)
+    except ValueError:
+        pass
+    fail(f"workers {value!r}: a number of processes (1 to 256) or auto")
+
+
 def _cluster_pipeline(settings: dict, specs: list[str], realtime: bool, publish, access):
-    """`--cluster ray[://ADDRESS]`: the streams in shards on a Ray cluster, this process their coordinator."""
+    """The streams in shards, this process their coordinator: on a Ray cluster (`--cluster ray[://ADDRESS]`), or
+    over worker processes on this machine (`--workers N`)."""
     import logging
 
     log = logging.getLogger("streamgenre")
+    where = f"--cluster {settings['cluster']}" if settings["cluster"] else f"--workers {settings['workers']}"
     try:
-        from .cluster.coordinator import ClusterPipeline, ray_address, shard_settings
+        from .cluster.coordinator import ClusterPipeline, shard_settings
 
-        address = ray_address(settings["cluster"])
         loaded = load_model(settings["model"])
+        fitted = shard_settings(settings, realtime)
+        if settings["cluster"]:
+            from .cluster.ray_shards import RayShards, ray_address
+
+            address = ray_address(settings["cluster"])
     except ImportError:
         fail("--cluster needs Ray: pip install 'streamgenre[cluster]'")
     except (ValueError, ModelError) as e:
@@ -341,10 +364,15 @@ def _cluster_pipeline(settings: dict, specs: list[str], realtime: bool, publish,
     if duplicate := _duplicate_name(specs):
         fail(f"two sources are named {duplicate!r}: name them with NAME=SOURCE")
     try:
-        pipeline = ClusterPipeline(address, specs, shard_settings(settings, realtime), int(settings["shard_size"]),
-                                   publish)
+        if settings["cluster"]:
+            pipeline = ClusterPipeline(RayShards(address), specs, fitted, publish, shard_size=int(settings["shard_size"]))
+        else:
+            from .cluster.process_shards import ProcessShards
+
+            pipeline = ClusterPipeline(ProcessShards(), specs, fitted, publish,
+                                       shards=_workers(settings["workers"], len(specs)))
     except Exception as e:  # Ray's errors for a cluster it cannot reach or start
-        fail(f"--cluster {settings['cluster']}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
+        fail(f"{where}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
     log.info("model %s; %s", loaded.name, pipeline.description)
     pipeline.metrics.model.info({"model": loaded.name, "engine": settings["engine"], "frontend": settings["frontend"]})
 
@@ -435,7 +463,7 @@ def engine_build(
 SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "model": "paper", "engine": "auto",
                   "frontend": "auto", "history": None, "history_hold_seconds": HOLD_SECONDS,
                   "history_days": RETENTION_DAYS, "history_windows": False, "cluster": None,
-                  "shard_size": SHARD_SIZE, "shard_cpus": "auto",
+                  "shard_size": SHARD_SIZE, "workers": "auto", "shard_cpus": "auto",
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [], "allow_hosts": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
                   "content_patches": PATCHES_PER_STEP, "content_switch": None, "every": 1}

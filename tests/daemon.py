@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 from websockets.asyncio.client import connect
 
 
@@ -81,3 +86,32 @@ def collect(port: int, until, timeout: float, send: list | None = None, raw: boo
 
 def predictions(messages, stream: str | None = None) -> list[dict]:
     return [m for _, m in messages if m["type"] == "prediction" and (stream is None or m["stream"] == stream)]
+
+
+def kill_a_shard_and_see_its_streams_resume(port: int, shard: int, streams: str, others: str) -> None:
+    """kill -9 the process of `shard` (which serves `streams`): /healthz says so, each of them is interrupted and
+    resumes within 15 s, the `others` keep their rhythm, and the restart is counted."""
+    metrics = http_get(port, "/metrics")[1]
+    pid = int(re.search(rf'streamgenre_shard_up\{{node="[^"]*",pid="(\d+)",shard="{shard}"\}} 1.0', metrics).group(1))
+    during: list = []
+    watcher = threading.Thread(target=lambda: during.extend(collect(port, lambda ms: False, timeout=22)))
+    watcher.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    health = []
+    while time.monotonic() - killed < 15 and not any(code == 503 for code, _ in health):
+        health.append(http_get(port, "/healthz"))
+        time.sleep(0.2)
+    watcher.join()
+    for name in streams:
+        assert any(code == 503 and f"{name}: interrupted: shard {shard}" in body for code, body in health), health
+        events = [(t, m) for t, m in during if m["type"] == "status" and m["stream"] == name]
+        assert [m["event"] for _, m in events][:2] == ["interrupted", "resumed"], events
+        assert re.match(rf"{name}: resumed after \d+\.\d s \(shard {shard}, pid \d+", events[1][1]["message"])
+        resumed = [t for t, m in during if m["type"] == "prediction" and m["stream"] == name and t > killed]
+        assert resumed and resumed[0] - killed < 15.0
+    for other in others:
+        arrivals = [t for t, m in during if m["type"] == "prediction" and m["stream"] == other]
+        assert len(arrivals) >= 10 and max(np.diff(arrivals)) < 1.49 + 0.6, (other, np.diff(arrivals))
+    assert f'streamgenre_shard_restarts_total{{shard="{shard}"}} 1.0' in http_get(port, "/metrics")[1]

@@ -1,38 +1,35 @@
-"""The clustered daemon's coordinator: the configured streams cut into shards, one Ray actor per shard (shard.py),
-and their messages served as one daemon's.
+"""The sharded daemon's coordinator: the configured streams cut into shards (shard.py), each run by a backend
+(worker processes on this machine, process_shards.py, or Ray actors, ray_shards.py), and their messages served as
+one daemon's.
 
 `ClusterPipeline` stands where the single process has its `Pipeline`: the server, `/metrics`, `/healthz` and the
-genre log see the same streams, messages and counters. Each shard is a named, detached actor (`shard-N` in the
-`streamgenre` namespace) that Ray restarts where its process or node dies, so a coordinator restarted by systemd
-finds its shards still running. One thread per shard drains it every POLL_SECONDS, so a shard that is down never
-delays the others; its streams are reported interrupted (status messages, `/healthz`) until each sends a window again, then
-resumed, with how long they were out. By default (`shard_cpus = "auto"`) each shard asks for the share of the
-cluster's CPUs that lets every shard be placed (at most 1); a shard Ray cannot place is reported as waiting for
-resources, with what it needs and what is free.
+genre log see the same streams, messages and counters. One thread per shard drains it every POLL_SECONDS, so a shard
+that is down never delays the others; its streams are reported interrupted (status messages, `/healthz`) until each
+sends a window again, then resumed, with how long they were out. Streams go to shards of at most `shard_size` (Ray:
+more shards as streams are added) or over a fixed number of `shards` (worker processes: the least loaded). By
+default (`shard_cpus = "auto"`) each Ray shard asks for the share of the cluster's CPUs that lets every shard be
+placed (at most 1); a shard Ray cannot place is reported as waiting for resources, with what it needs and what is
+free.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 
-import ray
 from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..metrics import STREAM_COUNTERS, Metrics
 from ..pipeline import status_message
 from ..sources import split_spec
-from .shard import Shard
 
 POLL_SECONDS = 0.1  # how often each shard is drained: the delay clustering adds to a message, at most
 DOWN_AFTER = 1.5  # a shard whose drain has not answered for this long is reported down (a drain takes milliseconds)
-GPU_SHARE = 0.25  # of a GPU, asked for each shard where the engine or frontend runs on one
-NAMESPACE = "streamgenre"
 HEALTHY_SECONDS = 10.0
+START_SECONDS = 60.0  # a new shard's process may take this long to load its model before it is reported down
 
 log = logging.getLogger("streamgenre.cluster")
 
@@ -46,21 +43,6 @@ def shard_settings(settings: dict, realtime: bool) -> dict:
     if cpus != "auto" and (type(cpus) not in (int, float) or not 0 < cpus <= 1024):
         raise ValueError(f"shard_cpus {cpus!r}: \"auto\" or the CPUs each shard asks Ray for (above 0)")
     return {k: settings[k] for k in keys} | {"realtime": realtime, "cpus": cpus}
-
-
-def fitting_share(cluster_cpus: float, shards: int) -> float:
-    """The CPUs each of `shards` shards can ask for so that all of them fit: at most 1, in hundredths."""
-    return max(0.01, min(1.0, math.floor(100 * cluster_cpus / max(1, shards)) / 100))
-
-
-def ray_address(cluster: str) -> str | None:
-    """`ray` (a running cluster if there is one on this machine or in $RAY_ADDRESS, else a new local one) or
-    `ray://HOST:PORT` (Ray Client); ValueError for anything else."""
-    if cluster == "ray":
-        return None
-    if cluster.startswith("ray://"):
-        return cluster
-    raise ValueError(f"--cluster {cluster!r}: use ray or ray://HOST:PORT")
 
 
 class RemoteSource:
@@ -104,7 +86,7 @@ class ShardHandle:
         self.incarnation: str | None = None
         self.pid: int | None = None
         self.node = ""
-        self.last_answer = time.monotonic()
+        self.created = self.last_answer = time.monotonic()
         self.down_since: float | None = None
         self.gone = threading.Event()  # the shard was removed (no streams left)
         self.why = ""  # why it is down
@@ -113,43 +95,26 @@ class ShardHandle:
 
 
 class ClusterPipeline:
-    """The streams of `specs` over shards of `shard_size` on the Ray cluster at `address`; messages to `publish`."""
+    """The streams of `specs` over shards run by `backend` (ProcessShards or RayShards): shards of at most
+    `shard_size` streams, or a fixed number of `shards`; messages to `publish`."""
 
-    def __init__(self, address: str | None, specs: list[str], settings: dict, shard_size: int, publish):
-        ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
-        self.settings, self.shard_size, self.publish = settings, shard_size, publish
-        self.actor_class = ray.remote(max_restarts=-1, max_task_retries=0)(Shard)
+    def __init__(self, backend, specs: list[str], settings: dict, publish, shard_size: int | None = None,
+                 shards: int | None = None):
+        self.backend, self.shard_size, self.shard_count, self.publish = backend, shard_size, shards, publish
         self.metrics = Metrics()
-        self.restarts = Counter("streamgenre_shard_restarts", "Shard actors restarted (their streams were "
-                                "interrupted)", ["shard"], registry=self.metrics.registry)
+        self.restarts = Counter("streamgenre_shard_restarts", "Shards restarted (their streams were interrupted)",
+                                ["shard"], registry=self.metrics.registry)
         self.metrics.registry.register(_ShardCollector(self))
         self.streams: list[RemoteStream] = []
         self.shards: dict[int, ShardHandle] = {}
-        self.gpus = GPU_SHARE if self._wants_gpu() else 0
-        if settings["cpus"] == "auto":
-            shards = math.ceil(len(specs) / shard_size)
-            settings = self.settings = settings | {"cpus": fitting_share(ray.cluster_resources().get("CPU", 1), shards)}
-        self.settings["threads"] = max(1, math.ceil(self.settings["cpus"]))
+        self.settings = backend.fit(settings, shards or math.ceil(len(specs) / shard_size))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._started = False
         self.reconfigure(specs)
-        self._stop_leftover_shards()
-        self.description = (f"Ray {ray.__version__}: {len(self.shards)} shards of up to {shard_size} streams, "
-                            f"{settings['cpus']} CPU{f' and {self.gpus} GPU' if self.gpus else ''} each; cluster "
-                            f"resources {ray.cluster_resources()}")
-
-    def _stop_leftover_shards(self) -> None:
-        """Shards a previous coordinator started and this one does not need (it has fewer streams now)."""
-        for name in ray.util.list_named_actors():
-            if re.fullmatch(r"shard-\d+", name) and int(name[6:]) not in self.shards:
-                log.info("stopping %s, left from before and not needed now", name)
-                ray.kill(ray.get_actor(name), no_restart=True)
-
-    def _wants_gpu(self) -> bool:
-        asked = self.settings["engine"] == "tensorrt" or self.settings["frontend"] == "gpu"
-        auto = "auto" in (self.settings["engine"], self.settings["frontend"])
-        return asked or (auto and ray.cluster_resources().get("GPU", 0) > 0)
+        backend.stop_leftovers(set(self.shards))
+        size = f"{shards} shards" if shards else f"{len(self.shards)} shards of up to {shard_size} streams"
+        self.description = f"{size}, {backend.describe(self.settings)}"
 
     # --- placing streams on shards ---
 
@@ -170,30 +135,29 @@ class ClusterPipeline:
                 self._apply(index, [s.spec for s in streams if s.shard == index])
 
     def _shard_with_room(self, streams: list[RemoteStream]) -> int:
+        """The least loaded of a fixed number of shards; else the first with room, or a new one."""
         load: dict[int, int] = {}
         for s in streams:
             if s.shard is not None:
                 load[s.shard] = load.get(s.shard, 0) + 1
+        if self.shard_count:
+            return min(range(self.shard_count), key=lambda i: (load.get(i, 0), i))
         return next((i for i in sorted(load) if load[i] < self.shard_size),
                     next(i for i in range(len(load) + 1) if i not in load))
 
     def _apply(self, index: int, specs: list[str]) -> None:
         handle = self.shards.get(index)
         if handle is None:
-            actor = self.actor_class.options(
-                name=f"shard-{index}", lifetime="detached", get_if_exists=True,
-                num_cpus=self.settings["cpus"], num_gpus=self.gpus).remote(index, self.settings, specs)
-            handle = self.shards[index] = ShardHandle(index, specs, actor)
-            actor.configure.remote(specs)  # a shard found from before (a restarted coordinator) is brought up to date
+            handle = self.shards[index] = ShardHandle(index, specs, self.backend.start(index, self.settings, specs))
             if self._started:
                 self._watch(handle)
         elif not specs:
             handle.gone.set()
-            ray.kill(handle.actor, no_restart=True)
+            self.backend.kill(handle.actor)
             del self.shards[index]
         elif specs != handle.specs:
             handle.specs = specs
-            handle.actor.configure.remote(specs)
+            self.backend.configure(handle.actor, specs)
 
     # --- what the server calls ---
 
@@ -208,8 +172,8 @@ class ClusterPipeline:
         for handle in list(self.shards.values()):
             if handle.thread:
                 handle.thread.join(timeout=DOWN_AFTER + 1)
-            ray.kill(handle.actor, no_restart=True)
-        ray.shutdown()
+            self.backend.kill(handle.actor)
+        self.backend.shutdown()
 
     @property
     def alive(self) -> bool:
@@ -221,14 +185,10 @@ class ClusterPipeline:
         return f"cluster: {'; '.join(h.why for h in down)}" if down else None
 
     def _unplaced(self, handle: ShardHandle) -> str | None:
-        """Why Ray has not placed a shard that never answered: the CPUs it needs against those free, or None."""
-        if handle.incarnation is not None:
+        """Why a shard that never answered has not been placed (Ray: not enough free CPUs), or None."""
+        if handle.incarnation is not None or not (why := self.backend.unplaced(self.settings)):
             return None
-        free = ray.available_resources().get("CPU", 0.0)
-        if free >= self.settings["cpus"]:
-            return None
-        return (f"shard {handle.index} waiting for resources: needs {self.settings['cpus']:g} CPU, the cluster has "
-                f"{free:g} free (shard_cpus, or more nodes)")
+        return f"shard {handle.index} waiting for resources: {why}"
 
     # --- draining the shards ---
 
@@ -244,12 +204,11 @@ class ClusterPipeline:
         while not (self._stop.is_set() or handle.gone.is_set()):
             started = time.monotonic()
             if pending is None:
-                pending, asked = handle.actor.drain.remote(), started
-            ready, _ = ray.wait([pending], timeout=POLL_SECONDS)
-            if ready:
+                pending, asked = self.backend.drain(handle.actor), started
+            if pending.ready(POLL_SECONDS):
                 try:
-                    report = ray.get(pending)
-                except Exception as e:  # the actor died, or its node: Ray restarts it
+                    report = pending.result()
+                except Exception as e:  # the shard's process died, or its node: it is restarted
                     if not (self._stop.is_set() or handle.gone.is_set()):
                         self._down(handle, f"shard {handle.index} {_reason(e)}")
                 else:
@@ -257,8 +216,13 @@ class ClusterPipeline:
                 pending = None
             elif time.monotonic() - asked > DOWN_AFTER:
                 handle.waiting = bool(why := self._unplaced(handle))
-                self._down(handle, why or f"shard {handle.index} does not answer")
+                if why or not self._starting(handle):
+                    self._down(handle, why or f"shard {handle.index} does not answer")
             self._stop.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
+
+    def _starting(self, handle: ShardHandle) -> bool:
+        """A shard that has never answered, started less than START_SECONDS ago: loading, not down."""
+        return handle.incarnation is None and time.monotonic() - handle.created < START_SECONDS
 
     def _down(self, handle: ShardHandle, why: str, since: float | None = None) -> None:
         """The shard is down (since `since`, else now): its streams are interrupted until each sends a window."""
@@ -273,7 +237,7 @@ class ClusterPipeline:
     def _up(self, handle: ShardHandle, report: dict) -> None:
         if handle.incarnation not in (None, report["incarnation"]):  # restarted: its constructor ran again
             self.restarts.labels(str(handle.index)).inc()
-            handle.actor.configure.remote(handle.specs)  # with the streams it began with: bring it up to date
+            self.backend.configure(handle.actor, handle.specs)  # it began with older streams: bring it up to date
             self._down(handle, f"shard {handle.index} restarted", since=handle.last_answer)
         handle.waiting = False
         if handle.down_since is not None:

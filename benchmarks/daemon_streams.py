@@ -174,12 +174,22 @@ def run_workers(n: int, seconds: float, model_name: str, workers: int, every: in
     broadcaster = Broadcaster(lambda: {"type": "hello"})
     pipeline = ClusterPipeline(ProcessShards(FedShard), [f"s{i}" for i in range(n)], settings, broadcaster.publish,
                                shards=workers)
-    latencies, seen = [], {}
+    latencies, seen, result = [], {}, {}
+
+    def skipped() -> int:
+        return sum(s.counters()["skipped_windows"] for s in pipeline.streams)
 
     async def main():
         stop = asyncio.Event()
         server = asyncio.create_task(serve(pipeline, broadcaster, Access("127.0.0.1"), 8799, stop))
-        async with connect("ws://127.0.0.1:8799", max_queue=None) as ws:
+        for _ in range(600):  # the workers start (model, engine) before the server listens
+            await asyncio.sleep(0.1)
+            try:
+                ws = await connect("ws://127.0.0.1:8799", max_queue=None)
+                break
+            except OSError:
+                continue
+        async with ws:
             async def receive(until: float, measure: bool):
                 while time.monotonic() < until:
                     try:
@@ -194,13 +204,15 @@ def run_workers(n: int, seconds: float, model_name: str, workers: int, every: in
             while (len(seen) < n or min(seen.values()) < WARM_WINDOWS) and time.monotonic() < warm_until:
                 await receive(time.monotonic() + 0.5, False)
             pids = [os.getpid()] + [h.actor.process.pid for h in pipeline.shards.values()]
-            cpu0, wall0 = cpu_seconds(pids), time.monotonic()
+            cpu0, wall0, skipped0 = cpu_seconds(pids), time.monotonic(), skipped()
             await receive(wall0 + seconds, True)
             cpu, wall = cpu_seconds(pids) - cpu0, time.monotonic() - wall0
+            await asyncio.sleep(0.3)  # the counters of the last drain
+            result["skipped"] = skipped() - skipped0
         stop.set()
         await server
         lat = np.array(latencies)
-        return {"streams": n, "windows": len(lat), "late": int(np.sum(lat > 1000 * LATE_SECONDS)),
+        return result | {"streams": n, "windows": len(lat), "late": int(np.sum(lat > 1000 * LATE_SECONDS)),
                 "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
                 "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
                 "cpu_percent": 100 * cpu / wall, "cpu_ms_per_stream_second": 1000 * cpu / wall / n,
@@ -317,12 +329,12 @@ def main() -> None:
         print(f"model {args.model}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
               f"{args.workers} worker processes; every {args.every}; "
               f"{'a busy loop on one core' if args.hog else 'no hog'}")
-        print(f"{'streams':>7} {'windows':>7} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
+        print(f"{'streams':>7} {'windows':>7} {'late':>5} {'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
               f"{'CPU ms/stream/s':>15} {'restarts':>8}")
         for n in args.streams:
             for content in args.content:
                 r = run_workers(n, args.seconds, args.model, args.workers, args.every, content)
-                print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
+                print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['skipped']:7d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
                       f"{r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} {r['restarts']:8.0f}  "
                       f"content {content}", flush=True)
         print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")

@@ -206,6 +206,11 @@ def serve(
                                         "running average covers the same seconds with fewer windows) [1]"),
     content: Optional[str] = typer.Option(None, "--content", help="on (music, speech, noise or silence first; a "
                                           "genre for music only) or off [on]"),
+    notify: Optional[list[str]] = typer.Option(None, "--notify", "--webhook", help="tell every event to this URL: "
+                                               "https://... (a JSON POST), or an Apprise URL (discord://, "
+                                               "mailto://, ...); rules per target in [[notify]] tables"),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", envvar="STREAMGENRE_MQTT", help="mqtt[s]://[user:pass@]"
+                                       "HOST[:PORT]: state, events and Home Assistant discovery [off]"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the daemon: classify every source and broadcast the predictions over WebSocket."""
@@ -213,6 +218,7 @@ def serve(
     import logging
     import signal
 
+    from .events import Events, Rule
     from .server import PROTOCOL_VERSION, Broadcaster, serve as serve_forever
 
     from .logs import configure
@@ -228,8 +234,9 @@ def serve(
     overrides = {"host": host, "port": port, "average": average, "model": model, "engine": engine_kind,
                  "frontend": frontend_kind, "fp16": fp16, "max_clients": max_clients, "token": token,
                  "allow_origins": allow_origin, "allow_hosts": allow_host, "history": history, "cluster": cluster,
-                 "shard_size": shard_size, "workers": workers, "content": content, "every": every}
+                 "shard_size": shard_size, "workers": workers, "content": content, "every": every, "mqtt": mqtt}
     settings |= {k: v for k, v in overrides.items() if v is not None}
+    settings["notify"] = settings["notify"] + [{"url": url} for url in notify or []]
     settings["loop"] = not (once or fast)
     settings["every"] = _every(settings["every"])
     access = Access(settings["host"], settings["token"], tuple(settings["allow_origins"]), int(settings["max_clients"]),
@@ -240,7 +247,7 @@ def serve(
     if not specs:
         fail("no sources: give [name=]device:ID, [name=]PATH or [name=]URL, or a --config with [[source]]")
     log = logging.getLogger("streamgenre")
-    recorder = None
+    recorder = events = None
     broadcaster = Broadcaster(lambda: {
         "type": "hello", "version": PROTOCOL_VERSION, "model": loaded.name, "genres": list(loaded.genres),
         "streams": [{"name": s.name, "kind": s.source.kind, "error": s.source.error, "ended": s.source.finished}
@@ -254,11 +261,17 @@ def serve(
         broadcaster.publish(message)
         if recorder:
             recorder.observe(message)
+        if events:
+            events.observe(message)
 
+    targets, notify_metrics = _notify_targets(settings)
     build = _cluster_pipeline if settings["cluster"] or _workers(settings["workers"], len(specs)) > 1 \
         else _single_pipeline
     pipeline, loaded, serve_specs = build(settings, specs, not fast, publish, access)
     recorder = _recorder(settings, loaded.params.step_seconds, pipeline.metrics.registry, audio_clock=fast)
+    notify_metrics.register(pipeline.metrics.registry)
+    events = Events([(Rule(), WebSocketEvents(broadcaster))] + targets, pipeline.problem,
+                    float(settings["dead_air_seconds"]), loaded.params.window_seconds, notify_metrics)
 
     def reload() -> None:
         """SIGHUP (systemctl reload): reread the config's sources; the unchanged ones go on uninterrupted, new
@@ -286,6 +299,7 @@ def serve(
 
     if recorder:
         recorder.start()
+    events.start()
     try:
         asyncio.run(main())
     except OSError as e:
@@ -293,6 +307,7 @@ def serve(
     finally:
         if recorder:
             recorder.stop()  # after the pipeline: every open segment closed and written
+        events.stop()
     log.info("stopped")
 
 
@@ -383,6 +398,33 @@ def _cluster_pipeline(settings: dict, specs: list[str], realtime: bool, publish,
     return pipeline, loaded, serve_specs
 
 
+def _notify_targets(settings: dict):
+    """The [[notify]] targets and --mqtt, made before anything starts: one that cannot be is a one-line error."""
+    from .notify import NotifyError, NotifyMetrics, create_targets
+
+    metrics = NotifyMetrics()
+    entries = settings["notify"] + ([{"url": settings["mqtt"]}] if settings["mqtt"] else [])
+    try:
+        return create_targets(entries, metrics, prefix=settings["mqtt_prefix"],
+                              discovery=bool(settings["mqtt_discovery"]),
+                              discovery_prefix=settings["mqtt_discovery_prefix"]), metrics
+    except NotifyError as e:
+        fail(str(e))
+
+
+class WebSocketEvents:
+    """Events as messages to the WebSocket clients (the dashboard shows them)."""
+
+    def __init__(self, broadcaster):
+        self.deliver = broadcaster.publish
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 def _recorder(settings: dict, step_seconds: float, registry, audio_clock: bool = False):
     """The genre log's writer, or None where `history = "off"`; `audio_clock` for --fast (Recorder)."""
     from .history import default_location
@@ -466,7 +508,9 @@ SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "average": "last:10", "mode
                   "shard_size": SHARD_SIZE, "workers": "auto", "shard_cpus": "auto",
                   "fp16": False, "max_clients": MAX_CLIENTS, "token": None, "allow_origins": [], "allow_hosts": [],
                   "silence_db": SILENCE_DB, "dead_air_seconds": DEAD_AIR_SECONDS, "content": "on",
-                  "content_patches": PATCHES_PER_STEP, "content_switch": None, "every": 1}
+                  "content_patches": PATCHES_PER_STEP, "content_switch": None, "every": 1,
+                  "notify": [], "mqtt": None, "mqtt_prefix": "streamgenre", "mqtt_discovery": True,
+                  "mqtt_discovery_prefix": "homeassistant"}
 
 
 def _read_config(path: Path) -> dict:
@@ -477,6 +521,12 @@ def _read_config(path: Path) -> dict:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
+        fail(f"{path}: {e}")
+    from .notify import NotifyError, notify_entries
+
+    try:
+        data["notify"] = notify_entries(data.get("notify", []))
+    except NotifyError as e:
         fail(f"{path}: {e}")
     specs = []
     entries = data.pop("source", [])

@@ -6,8 +6,10 @@ batch-size histograms are observed by the pipeline as it runs.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .content import KINDS
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -16,6 +18,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STREAM_COUNTERS = (
     ("streamgenre_windows", "Windows classified", "windows"),
     ("streamgenre_late_windows", "Windows sent more than 0.5 s after their last sample arrived", "late_windows"),
+    ("streamgenre_skipped_windows", "Windows skipped because the pipeline fell behind and caught up",
+     "skipped_windows"),
     ("streamgenre_audio_overwritten_samples", "Samples lost because the pipeline fell behind", "samples_overwritten"),
     ("streamgenre_input_overflows", "Sound-card input overflows reported by PortAudio", "overflows"),
     ("streamgenre_reconnects", "Reconnections of network streams", "reconnects"),
@@ -30,6 +34,7 @@ STREAM_COUNTERS = (
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, resident memory, descriptors
         self.latency = Histogram("streamgenre_latency_seconds", "From a window's last sample arriving to its message",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("streamgenre_engine_batch_size", "Windows per engine call",
@@ -44,6 +49,25 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def on_air(streams):
+    """What each stream airs, from its latest message, for boards over time: its running average per genre, and its
+    content as a state set (1 for the kind of its latest window, 0 for the others)."""
+    genre = GaugeMetricFamily("streamgenre_genre", "The running average's probability of each genre (what the "
+                              "music before the latest window was)", labels=["stream", "genre"])
+    content = GaugeMetricFamily("streamgenre_content", "1 for what the stream's latest window is (music, speech, "
+                                "noise or silence), 0 for the others", labels=["stream", "content"])
+    for stream in streams:
+        last = stream.last
+        if last is None:
+            continue
+        for name, p in last["average"].items():
+            genre.add_metric([stream.name, name], p)
+        for kind in KINDS:
+            content.add_metric([stream.name, kind], float(last["content"] == kind))
+    yield genre
+    yield content
 
 
 class _Collector:
@@ -65,6 +89,7 @@ class _Collector:
         for stream in self.streams:
             dead_air.add_metric([stream.name], stream.dead_air_length())
         yield dead_air
+        yield from on_air(self.streams)
         b = self.broadcaster
         yield GaugeMetricFamily("streamgenre_clients", "Connected WebSocket clients", value=len(b.clients))
         yield CounterMetricFamily("streamgenre_client_dropped_messages", "Messages dropped for slow clients",

@@ -35,6 +35,8 @@ from .sources import BrokenSource, Source, parse_source, split_spec
 
 RELEASE_AFTER_SECONDS = 5.0  # after a reload removed streams: their threads have ended by then
 LATE_SECONDS = 0.5  # a window sent later than this after its last sample arrived is late
+CATCH_UP_STEPS = 3  # a live stream with this many steps waiting in one poll skips to its latest window: a late tick
+# catches up instead of pushing every later window late (the skipped windows are counted)
 STALE_SECONDS = 5.0  # a source silent for longer than this is not delivering audio
 TICK_SECONDS = 0.1  # longer ticks batch more windows per engine call, at ~50 ms more latency on average
 HEALTHY_SECONDS = 10.0  # a pipeline without a good tick for this long is not working (healthz, watchdog)
@@ -118,6 +120,8 @@ class Stream:
         self.samples_in = 0  # samples at the model's rate read from the source
         self._pending = np.zeros(0, np.float32)  # those from the start of the next step on
         self.late = 0
+        self.skipped = 0  # windows skipped to catch up (CATCH_UP_STEPS)
+        self.reported_skip = False  # the first skip is a status message; the counter says the rest
         self.invalid = 0  # windows whose probabilities were not finite numbers (not sent)
         self.level_db = -120.0  # RMS of the audio last read, dBFS
         self.last = None  # the latest prediction message
@@ -152,6 +156,12 @@ class Stream:
         converted = self.resample(audio) if self.resample else audio
         self.samples_in += len(converted)
         pending, start, out, params = np.concatenate([self._pending, converted]), 0, [], self.params
+        waiting = (len(pending) - params.step_span_samples) // params.step_samples + 1
+        restart_at = None  # the step whose window would join audio that is not adjacent: it only starts one
+        if self.source.paced and self.steps > 0 and waiting >= CATCH_UP_STEPS:
+            skip = waiting - 2  # the last two steps: one to start a window, one to complete it
+            start, self.steps, self.skipped = skip * params.step_samples, self.steps + skip, self.skipped + skip
+            restart_at = self.steps + 1
         while len(pending) - start >= params.step_span_samples:
             self.steps += 1
             end_sample = (self.steps * params.step_frames - 1) * params.hop_length + params.n_fft  # like samples_in
@@ -161,7 +171,8 @@ class Stream:
             stream_time = end_sample / params.sample_rate
             arrived = ring.arrival_time(ring.read - behind) if self.source.paced else \
                 self.clock_start + stream_time  # when it would have arrived live: late only behind real time
-            classified = self.steps > 1 and (self.steps - 2) % self.every == 0  # the first window, then every Nth
+            classified = self.steps > 1 and (self.steps - 2) % self.every == 0 and self.steps != restart_at
+            # the first window, then every Nth
             out.append(Step(span, classified, self.steps, stream_time, arrived, max(level, self._step_level)))
             start += params.step_samples
         self._pending = pending[start:]
@@ -189,7 +200,7 @@ class Stream:
         ring = self.source.ring
         return {"samples_written": ring.written, "samples_read": ring.read, "samples_overwritten": ring.overwritten,
                 "overflows": self.source.overflows, "reconnects": self.source.reconnects, "windows": self.seq,
-                "late_windows": self.late, "replaced_samples": self.source.replaced_samples,
+                "late_windows": self.late, "skipped_windows": self.skipped, "replaced_samples": self.source.replaced_samples,
                 "skipped_packets": self.source.skipped_packets, "invalid_windows": self.invalid}
 
 
@@ -436,6 +447,10 @@ class Pipeline:
         events = stream.source.events
         while events:
             self.publish(status_message(stream, **events.popleft()))
+        if stream.skipped and not stream.reported_skip:
+            stream.reported_skip = True
+            self.publish(status_message(stream, "caught_up", f"{stream.name}: the pipeline fell behind; windows "
+                                        f"skipped to catch up (counted in skipped_windows)"))
         lost = stream.source.ring.overwritten + stream.source.overflows
         if lost > self._reported_loss.get(stream.name, 0):
             self._reported_loss[stream.name] = lost

@@ -212,6 +212,7 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access, handshakes: 
     """`process_request` for the WebSocket server: refuse what `access` refuses, answer plain HTTP GETs, let
     WebSocket upgrades through. `history` is the genre log's recorder, or None where it is off."""
     overlay = files("streamgenre.assets").joinpath("overlay.html").read_text()
+    dashboard = files("streamgenre.assets").joinpath("dashboard.html").read_text()
     pipeline.metrics.watch(pipeline.streams, broadcaster, handshakes)
 
     def respond(connection, status, body: str, content_type: str):
@@ -236,6 +237,8 @@ def http_routes(pipeline, broadcaster: Broadcaster, access: Access, handshakes: 
         path = request.path.split("?", 1)[0]
         if path in ("/", "/overlay"):
             return respond(connection, HTTPStatus.OK, overlay, "text/html; charset=utf-8")
+        if path == "/dashboard":
+            return respond(connection, HTTPStatus.OK, dashboard, "text/html; charset=utf-8")
         if path == "/api/now":
             now = {s.name: s.last for s in pipeline.streams}
             return respond(connection, HTTPStatus.OK, json.dumps(now), "application/json")

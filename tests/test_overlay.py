@@ -1,24 +1,17 @@
 """The HTTP side of the daemon's port, and the overlay page in a real browser (headless Chromium)."""
 
-import asyncio
-import base64
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 
+from browser import CHROMIUM, read_page
 from conftest import SHARED_MUSIC, synth_music, synth_speech, write_audio
-from daemon import free_port, running_daemon
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from daemon import running_daemon
 
 
 def get(port: int, path: str) -> tuple[int, str, str]:
@@ -58,70 +51,16 @@ def test_healthz_is_ok_while_every_source_delivers(music_file):
         assert get(port, "/healthz")[:3:2] == (200, "ok\n")
 
 
-async def cdp(url: str):
-    """A minimal Chrome DevTools Protocol client over the project's own WebSocket library."""
-    ws = await connect(url, max_size=2**26)
-    counter = 0
-
-    async def call(method, **params):
-        nonlocal counter
-        counter += 1
-        await ws.send(json.dumps({"id": counter, "method": method, "params": params}))
-        while True:
-            reply = json.loads(await ws.recv())
-            if reply.get("id") == counter:
-                return reply.get("result", {})
-
-    return ws, call
-
-
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
 def read_overlay(port: int, query: str, ready, attempts: int = 100) -> tuple[dict, bytes]:
-    """The overlay page in headless Chromium: its genre, confidence, status and bars once ready(state) (looked at
-    every 0.2 s, `attempts` times at most), and a screenshot."""
-    devtools = free_port()
-    profile = tempfile.mkdtemp()
-    browser = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", f"--remote-debugging-port={devtools}", "--window-size=1920,1080",
-         f"http://127.0.0.1:{port}/overlay?{query}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        page = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list", timeout=2) as r:
-                    page = next(t for t in json.load(r) if t["type"] == "page")
-                break
-            except (OSError, StopIteration):
-                time.sleep(0.2)
-        assert page, "Chromium did not start"
-
-        async def read_page():
-            ws, call = await cdp(page["webSocketDebuggerUrl"])
-            state = {}
-            for _ in range(attempts):
-                result = await call("Runtime.evaluate", returnByValue=True, expression="""(() => { try { return JSON.stringify({
-                    genre: document.getElementById('genre').textContent,
-                    confidence: document.getElementById('confidence').textContent,
-                    status: document.getElementById('status').textContent,
-                    bars: [...document.querySelectorAll('.track')].map(t => [t.dataset.genre,
-                          parseFloat(t.firstChild.style.width)])}) } catch (e) { return "{}" } })()""")
-                state = json.loads(result["result"].get("value", "{}"))
-                if state and ready(state):
-                    break
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(0.8)  # let the bar transition finish for the screenshot
-            shot = await call("Page.captureScreenshot", format="png")
-            await ws.close()
-            return state, base64.b64decode(shot["data"])
-
-        return asyncio.run(read_page())
-    finally:
-        browser.kill()
-        browser.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+    """The overlay page in headless Chromium: its genre, confidence, status and bars once ready(state), and a
+    screenshot (after the bars' transition)."""
+    return read_page(f"http://127.0.0.1:{port}/overlay?{query}", """{
+        genre: document.getElementById('genre').textContent,
+        confidence: document.getElementById('confidence').textContent,
+        status: document.getElementById('status').textContent,
+        bars: [...document.querySelectorAll('.track')].map(t => [t.dataset.genre,
+              parseFloat(t.firstChild.style.width)])}""", ready, attempts)
 
 
 def test_overlay_shows_live_genre_and_bars_in_chromium(music_file):

@@ -113,3 +113,28 @@ def test_every_nth_window_is_the_same_window_and_the_average_keeps_its_seconds(m
     np.testing.assert_allclose(list(got[-1]["average"].values()), want[::3][-3:].mean(0), atol=1e-4)
     assert np.allclose(np.diff([m["time"] for m in got]), 3 * 128 * 256 / 22050, atol=1e-3)
     assert Average("ema:15", 1.5, every=3)._keep == pytest.approx(0.5 ** (4.5 / 15))
+
+
+def test_a_live_stream_that_fell_behind_skips_to_its_latest_window_and_counts_what_it_skipped(music_file):
+    """A tick that finds 6 steps waiting in a live stream's ring classifies the latest window only (the step before
+    it restarts the window: its audio is not adjacent to the last one classified), and counts the 4 skipped."""
+    from streamgenre.sources import Source
+
+    audio = load_audio(music_file)
+    source = Source("live")
+    stream = Stream(source, "last:10")
+    step = PAPER.step_samples
+    source.write(audio[: 2 * step + PAPER.n_fft])
+    first = stream.poll()
+    assert [s.completes for s in first] == [False, True]
+    source.write(audio[2 * step + PAPER.n_fft : 8 * step + PAPER.n_fft])
+    behind = stream.poll()
+    assert [(s.number, s.completes) for s in behind] == [(7, False), (8, True)]
+    assert stream.counters()["skipped_windows"] == 4
+    np.testing.assert_array_equal(behind[1].audio, audio[7 * step : 7 * step + PAPER.step_span_samples])
+    source.write(audio[8 * step + PAPER.n_fft : 9 * step + PAPER.n_fft])
+    assert [(s.number, s.completes) for s in stream.poll()] == [(9, True)]  # on time again: every window
+    fast = Stream(Source("fast"), "last:10")  # a file read as fast as it goes is not live: nothing is skipped
+    fast.source.paced = False
+    fast.source.write(audio[: 6 * step + PAPER.n_fft])
+    assert [s.completes for s in fast.poll()] == [False] + [True] * 5 and fast.skipped == 0

@@ -225,6 +225,35 @@ def run_workers(n: int, seconds: float, model_name: str, workers: int, every: in
         pipeline.stop()
 
 
+def compare_workers(args) -> None:
+    """Each stream count in one process and over worker processes, in one run: one line each."""
+    print(f"model {args.model}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"every {args.every}; {'a busy loop on one core' if args.hog else 'no hog'}")
+    print(f"{'streams':>7} {'workers':>7} {'windows':>7} {'late':>5} {'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'CPU %':>6} {'CPU ms/stream/s':>15}")
+    single = None
+    for n in args.streams:
+        for content in args.content:
+            for workers in args.workers:
+                if workers == 1:
+                    if single is None:
+                        limit_blas_threads()
+                        model = load_model(args.model)
+                        single = (model, create_frontend(args.frontend, model.params),
+                                  create_engine(model, args.engine, args.threads), music(model.params.sample_rate))
+                    model, frontend, engine, audio = single
+                    stage = create_content_stage(content, args.engine, model.params.step_seconds,
+                                                 args.content_patches, threads=args.threads)
+                    r = run(n, args.seconds, audio, model, frontend, engine, None, False, stage, args.every)
+                else:
+                    r = run_workers(n, args.seconds, args.model, workers, args.every, content)
+                print(f"{r['streams']:7d} {workers:7d} {r['windows']:7d} {r['late']:5d} {r['skipped']:7d} "
+                      f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['cpu_percent']:6.0f} "
+                      f"{r['cpu_ms_per_stream_second']:15.2f}  content {content}", flush=True)
+    print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived; skipped: windows a stream "
+          f"skipped to catch up")
+
+
 def hog() -> None:
     """A busy loop, for ever: one core taken, as another service on a radio server would."""
     while True:
@@ -266,7 +295,7 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
                 s.late = 0
             calls0 = pipeline.metrics.registry.get_sample_value("streamgenre_engine_batch_size_count")
             cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-            windows0 = sum(s.seq for s in streams)
+            windows0, skipped0 = sum(s.seq for s in streams), sum(s.skipped for s in streams)
             timed.seconds = dict.fromkeys(timed.seconds, 0.0)
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
@@ -290,7 +319,8 @@ def run(n: int, seconds: float, audio: np.ndarray, model, frontend, engine, hist
             "frontend_ms": 1000 * timed.seconds["frontend"] / max(windows, 1),
             "engine_ms": 1000 * timed.seconds["engine"] / max(windows, 1),
             "content_ms": 1000 * timed.seconds["content"] / max(windows, 1), "content": content.description,
-            "late": sum(s.late for s in streams), "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+            "late": sum(s.late for s in streams), "skipped": sum(s.skipped for s in streams) - skipped0,
+            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
             "cpu_percent": 100 * cpu / (wall1 - wall0), "cpu_ms_per_stream_second": 1000 * cpu / (wall1 - wall0) / n,
             "mean_batch": windows / max(calls, 1),
@@ -319,25 +349,15 @@ def main() -> None:
                         "a window step")
     parser.add_argument("--every", type=int, default=1, help="classify every Nth window step of each stream")
     parser.add_argument("--hog", action="store_true", help="a busy loop holds one core during the runs")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (1: the streams in this one)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="worker processes (1: the streams in "
+                        "this one); several, as 1 2, each stream count with each, in one run")
     args = parser.parse_args()
     if args.hog:
         import multiprocessing
 
         multiprocessing.Process(target=hog, daemon=True).start()
-    if args.workers > 1:
-        print(f"model {args.model}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-              f"{args.workers} worker processes; every {args.every}; "
-              f"{'a busy loop on one core' if args.hog else 'no hog'}")
-        print(f"{'streams':>7} {'windows':>7} {'late':>5} {'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6} "
-              f"{'CPU ms/stream/s':>15} {'restarts':>8}")
-        for n in args.streams:
-            for content in args.content:
-                r = run_workers(n, args.seconds, args.model, args.workers, args.every, content)
-                print(f"{r['streams']:7d} {r['windows']:7d} {r['late']:5d} {r['skipped']:7d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
-                      f"{r['cpu_percent']:6.0f} {r['cpu_ms_per_stream_second']:15.2f} {r['restarts']:8.0f}  "
-                      f"content {content}", flush=True)
-        print(f"late: sent more than {LATE_SECONDS} s after the window's last sample arrived")
+    if args.workers != [1]:
+        compare_workers(args)
         return
     limit_blas_threads()  # as the CLI does
     model = load_model(args.model)

@@ -150,10 +150,13 @@ def ac_level_db(audio: np.ndarray, axis: int | None = None):
     return float(level) if axis is None else level
 
 
-def pad_to_window(audio: np.ndarray, window_samples: int = WINDOW_SAMPLES) -> np.ndarray:
-    """Zero-pad audio shorter than one window to exactly one window; longer audio is returned as it is."""
+def pad_to_window(audio: np.ndarray, window_samples: int = WINDOW_SAMPLES, fill: str = "zeros") -> np.ndarray:
+    """Audio shorter than one window made exactly one window: followed by silence (`zeros`) or repeated from its
+    start (`repeat`, FrontendParams.short_fill); longer audio is returned as it is."""
     if len(audio) >= window_samples:
         return audio
+    if fill == "repeat" and len(audio):
+        return np.tile(audio, -(-window_samples // len(audio)))[:window_samples].astype(np.float32, copy=False)
     return np.concatenate([audio, np.zeros(window_samples - len(audio), np.float32)])
 
 

@@ -25,7 +25,7 @@ def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: 
     duration = len(audio) / params.sample_rate
     if duration < MIN_SECONDS:
         raise AudioError(f"{path}: too short to classify ({duration:.2f} s; at least {MIN_SECONDS} s)")
-    probs = engine.infer(frontend.file_windows(pad_to_window(audio, params.window_samples)))
+    probs = engine.infer(frontend.file_windows(pad_to_window(audio, params.window_samples, params.short_fill)))
     kinds = content.file_content(audio, params.sample_rate, silence_db)
     spans = [kinds.span(i * params.step_seconds, i * params.step_seconds + params.window_seconds)
              for i in range(len(probs))]

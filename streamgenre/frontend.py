@@ -46,6 +46,8 @@ class FrontendParams:
     window: str = "hann"
     center: bool = False
     mel: str = "slaney"  # Slaney's mel scale and area normalisation (librosa's default)
+    short_fill: str = "zeros"  # how a clip shorter than one window is filled: with silence, or "repeat"ed (musicnn
+    # was trained on clips repeated to fill its window)
 
     @property
     def window_samples(self) -> int:
@@ -90,7 +92,8 @@ class FrontendParams:
             raise FrontendError(f"frontend parameters {bad} must be positive whole numbers")
         if not isinstance(meta["f_max"], (int, float)) or not 0 < meta["f_max"] <= meta["sample_rate"] / 2:
             raise FrontendError(f"f_max {meta['f_max']!r} must be above 0 and at most half the sample rate")
-        supported = {"window": ("hann",), "center": (False,), "mel": ("slaney",), "log": tuple(LOGS)}
+        supported = {"window": ("hann",), "center": (False,), "mel": ("slaney",), "log": tuple(LOGS),
+                     "short_fill": ("zeros", "repeat")}
         for key, values in supported.items():
             if key in meta and meta[key] not in values:
                 raise FrontendError(f"{key} {meta[key]!r} is not one this frontend computes ({', '.join(map(repr, values))})")

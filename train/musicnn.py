@@ -29,7 +29,7 @@ from train.checkpoint import read_checkpoint
 
 # musicnn's input (its config.py: 16 kHz, n_fft 512, hop 256, 96 bands, librosa's default mel up to 8 kHz)
 MUSICNN = FrontendParams(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_max=8000.0, log="log10(1+10000x)",
-                         window_frames=186, step_frames=93)
+                         window_frames=186, step_frames=93, short_fill="repeat")  # short clips repeated, as trained
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 
 

@@ -61,9 +61,9 @@ def linear_head(head) -> tuple[np.ndarray, np.ndarray]:
 
 
 def musicnn_windows(path: Path) -> np.ndarray:
-    """A file's windows for musicnn as the daemon computes them: (n, 96, 186), a clip padded to one window."""
+    """A file's windows for musicnn as the daemon computes them: (n, 96, 186), a short clip repeated to fill one."""
     audio = load_audio(path, rate=MUSICNN.sample_rate)
-    return Frontend(MUSICNN).file_windows(pad_to_window(audio, MUSICNN.window_samples))
+    return Frontend(MUSICNN).file_windows(pad_to_window(audio, MUSICNN.window_samples, MUSICNN.short_fill))
 
 
 def embed(tracks: list[Track], teacher: Teacher, log=print) -> dict[str, np.ndarray]:

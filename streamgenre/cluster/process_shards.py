@@ -25,7 +25,7 @@ def serve_shard(shard_class, index: int, settings: dict, specs: list[str], conne
             except (EOFError, OSError):  # the coordinator died: nothing to serve any more
                 break
             if kind == "drain":
-                connection.send(shard.drain())
+                connection.send(shard.drain(argument))
             elif kind == "configure":
                 shard.configure(argument)
             else:
@@ -117,9 +117,9 @@ class ProcessShards:
         except OSError:  # dead: the next drain starts it again, with these specs
             pass
 
-    def drain(self, worker: Worker) -> ProcessDrain:
+    def drain(self, worker: Worker, states: bool) -> ProcessDrain:
         try:
-            worker.send(("drain", None))
+            worker.send(("drain", states))
         except OSError as e:
             return ProcessDrain(worker, e)
         return ProcessDrain(worker)

@@ -77,8 +77,8 @@ class RayShards:
     def configure(self, actor, specs: list[str]) -> None:
         actor.configure.remote(specs)
 
-    def drain(self, actor) -> RayDrain:
-        return RayDrain(actor.drain.remote())
+    def drain(self, actor, states: bool) -> RayDrain:
+        return RayDrain(actor.drain.remote(states))
 
     def kill(self, actor) -> None:
         ray.kill(actor, no_restart=True)

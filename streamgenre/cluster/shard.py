@@ -52,8 +52,8 @@ class Shard:
         if [s.spec for s in self.pipeline.streams] != specs:
             self.pipeline.replace_streams(reloaded_streams(self.pipeline.streams, specs, self._stream))
 
-    def drain(self) -> dict:
-        """The messages since the last drain, and the state of the shard and of each of its streams."""
+    def drain(self, states: bool = True) -> dict:
+        """The messages since the last drain, the state of the shard and, with `states`, of each of its streams."""
         messages = []
         while self.messages:
             messages.append(self.messages.popleft())
@@ -62,7 +62,7 @@ class Shard:
                 "messages": messages,
                 "streams": {s.name: {"kind": s.source.kind, "error": s.source.error, "finished": s.source.finished,
                                      "problem": s.problem(), "dead_air_length": s.dead_air_length(),
-                                     "counters": s.counters()} for s in self.pipeline.streams}}
+                                     "counters": s.counters()} for s in self.pipeline.streams} if states else {}}
 
     def stop(self) -> None:
         self.pipeline.stop()

@@ -102,3 +102,33 @@ def test_version_help_and_names_as_wide_as_the_terminal(files, tmp_path):
     narrow = subprocess.run([sys.executable, "-m", "streamgenre", "classify", str(deep)], capture_output=True,
                             text=True, env=dict(os.environ, COLUMNS="80"), timeout=120).stdout.splitlines()
     assert wide[1].startswith(str(deep) + " ") and max(map(len, narrow)) <= 80 and narrow[1].startswith("...")
+
+
+def test_musicnn_repeats_a_clip_shorter_than_its_window_and_the_paper_model_pads_it(tmp_path):
+    """A 1.2-s clip: musicnn (short_fill "repeat", from its model file) classifies the clip repeated to fill its
+    window, as it was trained; the paper CNN the clip followed by silence, as it was trained."""
+    from streamgenre.audio import load_audio, pad_to_window
+    from streamgenre.backends import create_engine
+    from streamgenre.classify import classify_file
+    from streamgenre.content_stage import create_content_stage
+    from streamgenre.frontend import create_frontend
+    from streamgenre.model import load_model
+
+    clip = write_audio(tmp_path / "clip.wav", synth_music(1.2, seed=12))
+    for name, fill in (("musicnn", "repeat"), ("paper", "zeros")):
+        model = load_model(name)
+        assert model.params.short_fill == fill
+        frontend, engine = create_frontend("cpu", model.params), create_engine(model, "onnx")
+        audio = load_audio(clip, rate=model.params.sample_rate)
+        filled = pad_to_window(audio, model.params.window_samples, fill)
+        if fill == "repeat":
+            n = len(audio)
+            np.testing.assert_array_equal(filled[n : 2 * n], audio)  # the clip again, not silence
+        else:
+            assert not filled[len(audio):].any()
+        want = engine.infer(frontend.file_windows(filled))[0]
+        got = classify_file(clip, frontend, engine, model.genres, create_content_stage("off", "onnx", 1.5))
+        np.testing.assert_allclose([got["probabilities"][g] for g in model.genres], want, atol=1e-5)
+        other = engine.infer(frontend.file_windows(pad_to_window(audio, model.params.window_samples,
+                                                                 "zeros" if fill == "repeat" else "repeat")))[0]
+        assert np.abs(other - want).max() > 1e-3  # the fill makes a difference the test can see

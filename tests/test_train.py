@@ -170,3 +170,34 @@ def test_views_labelled_by_the_teacher_train_beside_the_tracks():
     np.testing.assert_allclose(views[0].soft, head.predict_proba(bank.embedding[:1]), rtol=1e-5)
     net = fit(tracks[:16] + views, tracks[16:], genres, recipe, seed=0, log=lambda *_: None)
     assert score(net, tracks[16:], genres).accuracy("windows") >= 0.9
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_training_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    """A run killed after its second epoch (the checkpoint is on disk), run again, ends with the same weights,
+    bit for bit, as a run that was never interrupted: the optimiser, schedule, average and random generators are
+    all resumed, not only the weights."""
+    tracks, genres = tiny_dataset(), ["slow", "fast"]
+    recipe = Recipe("test", max_epochs=4, patience=10, batch=4, lr=0.03, short_crops=0.3, gain_db=3, masks=True,
+                    ema=0.5, cosine=True)
+    whole = fit(tracks[:16], tracks[16:], genres, recipe, seed=3, log=lambda *_: None,
+                checkpoint=tmp_path / "whole.pt")
+
+    def stop_after_two(line):
+        if line.strip().startswith("epoch 2:"):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(tracks[:16], tracks[16:], genres, recipe, seed=3, log=stop_after_two, checkpoint=tmp_path / "cut.pt")
+    assert torch.load(tmp_path / "cut.pt", weights_only=False)["epochs"] == 1  # epoch 2 was cut before its save
+    said = []
+    resumed = fit(tracks[:16], tracks[16:], genres, recipe, seed=3, log=said.append, checkpoint=tmp_path / "cut.pt")
+    assert said[0].strip().startswith("resumed from") and len(said) == 1 + 3
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    fresh = fit(tracks[:16], tracks[16:], genres, Recipe(**{**recipe.__dict__, "max_epochs": 3}), seed=3,
+                log=lambda *_: None)
+    assert any(not torch.equal(a, b) for a, b in zip(whole.state_dict().values(), fresh.state_dict().values()))

@@ -76,7 +76,8 @@ def embed(tracks: list[Track], teacher: Teacher, log=print) -> dict[str, np.ndar
                 log(f"{k}/{len(tracks)} tracks embedded")
             return embedded
 
-        out[str(track.path.resolve())] = cached(CACHE / f"musicnn-{cache_key(track.path)}.npy", embedding)
+        name = f"musicnn-{MUSICNN.short_fill}-{cache_key(track.path)}.npy"  # a short clip's embedding depends on it
+        out[str(track.path.resolve())] = cached(CACHE / name, embedding)
     return out
 
 

@@ -125,8 +125,12 @@ def sample_epoch(tracks: list[Track], recipe: Recipe, rng: np.random.Generator) 
     return [tracks[i] for i in rng.choice(len(tracks), len(tracks), p=weights / weights.sum())]
 
 
-def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recipe, seed: int, log=print) -> PaperCNN:
-    """Train until validation accuracy (windows and clips) stops improving; return the best weights, on the CPU."""
+def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recipe, seed: int, log=print,
+        checkpoint: Path | None = None) -> PaperCNN:
+    """Train until validation accuracy (windows and clips) stops improving; return the best weights, on the CPU.
+    With `checkpoint`, everything the next epoch depends on (weights, averages, optimiser, schedule, both random
+    generators, the best so far) is saved there after every epoch, and a run that finds it resumes from it: an
+    interrupted run ends with the weights an uninterrupted one gives."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = PaperCNN(len(genres), recipe.dropout).to(DEVICE, memory_format=torch.channels_last)  # 20 % faster on CPU
@@ -139,8 +143,21 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
     steps = recipe.max_epochs * -(-len(train) // recipe.batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if recipe.cosine else None
     index = {g: i for i, g in enumerate(genres)}
-    best, best_acc, stale = copy.deepcopy(average.state_dict()), -1.0, 0
-    for epoch in range(recipe.max_epochs):
+    best, best_acc, stale, first, finished = copy.deepcopy(average.state_dict()), -1.0, 0, 0, False
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        net.load_state_dict(state["net"])
+        average.load_state_dict(state["average"])
+        opt.load_state_dict(state["optimizer"])
+        if sched:
+            sched.load_state_dict(state["schedule"])
+        rng.bit_generator.state, first = state["numpy_random"], state["epochs"]
+        torch.set_rng_state(state["torch_random"])
+        best, best_acc, stale, finished = state["best"], state["best_accuracy"], state["stale"], state["finished"]
+        log(f"  resumed from {checkpoint} after epoch {first}")
+    for epoch in range(first, recipe.max_epochs):
+        if finished:
+            break
         net.train()
         started, order = time.time(), sample_epoch(train, recipe, rng)
         for b in range(0, len(order), recipe.batch):
@@ -166,10 +183,23 @@ def fit(train: list[Track], valid: list[Track], genres: list[str], recipe: Recip
             best, best_acc, stale = copy.deepcopy(average.state_dict()), acc, 0
         else:
             stale += 1
-            if stale >= recipe.patience and epoch + 1 >= recipe.min_epochs:
-                break
+            finished = stale >= recipe.patience and epoch + 1 >= recipe.min_epochs
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"net": net.state_dict(), "average": average.state_dict(),
+                                         "optimizer": opt.state_dict(), "schedule": sched.state_dict() if sched else None,
+                                         "numpy_random": rng.bit_generator.state, "torch_random": torch.get_rng_state(),
+                                         "epochs": epoch + 1, "best": best, "best_accuracy": best_acc, "stale": stale,
+                                         "finished": finished})
     average.load_state_dict(best)
     return average.cpu().eval()
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Written whole or not at all: a kill during the write leaves the previous epoch's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
 
 
 def training_machine() -> str:
@@ -233,6 +263,8 @@ def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str],
         if id(t) not in chosen:
             t.soft = soften(head.predict_proba(embeddings[str(t.path.resolve())]), recipe.temperature)
             t.own_label = False
+            if t.source == "pool":  # no label of its own: drawn as the genre the teacher hears most in it
+                t.genre = genres[int(np.argmax(t.soft.mean(0)))]
     return head
 
 
@@ -269,7 +301,8 @@ def fold_sides(tracks: list[Track], folds: list[set[str]], seed: int):
         yield train, valid, held
 
 
-def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=None, views=None, log=print) -> dict:
+def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=None, views=None, log=print,
+                   checkpoints: Path | None = None) -> dict:
     """Cross-validation over the given folds of recordings; non-GTZAN audio only trains. When distilling, the teacher
     is fitted on each fold's training side too and scored beside the student."""
     results, teachers = [], []
@@ -280,7 +313,8 @@ def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=
             teachers.append(teacher_scores(head, held, teacher, genres))
             log(f"fold {k + 1} teacher: {teachers[-1].summary()}")
             train = train + with_views(views, train, head, recipe)
-        net = fit(train, valid, genres, recipe, seed + k, log)
+        net = fit(train, valid, genres, recipe, seed + k, log,
+                  checkpoints / f"{recipe.name}-fold{k + 1}.pt" if checkpoints else None)
         results.append(score(net, held, genres))
         log(f"fold {k + 1}: {results[-1].summary()}")
     report = Scores.combine(results).to_json() | {"folds": [s.summary_json() for s in results]}
@@ -303,6 +337,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("engines"))
     parser.add_argument("--report", type=Path, default=Path("train/runs"))
+    parser.add_argument("--pool", type=Path, help="the labelled pool (python -m train.pool): its files train only")
+    parser.add_argument("--checkpoint", type=Path, help="a folder: checkpoint every epoch there, and resume from it")
     args = parser.parse_args()
 
     recipe = RECIPES[args.recipe]
@@ -315,6 +351,14 @@ def main() -> None:
     views = cached_views(tracks, recipe.views, args.seed) if recipe.views else None
     found = {t.genre for t in tracks}
     genres = [g for g in GTZAN_GENRES if g in found] + sorted(found - set(GTZAN_GENRES))
+    if args.pool:
+        if teacher is None:
+            parser.error("--pool needs a distilling recipe: the teacher labels the pool")
+        from train.pool import pool_tracks
+
+        pool, embeddings = pool_tracks(args.pool)
+        tracks, teacher = tracks + load_features(pool), teacher | embeddings
+        print(f"pool: {len(pool)} labelled files from {args.pool}, training only")
     print(f"{len(tracks)} tracks, {len({t.recording for t in tracks})} recordings, genres: {' '.join(genres)}")
     report = {"recipe": recipe.__dict__, "data": args.data, "seed": args.seed, "genres": genres,
               "machine": training_machine()}
@@ -326,7 +370,8 @@ def main() -> None:
             folds, protocol = artist_folds(args.split), ARTIST_DISJOINT
         else:
             folds, protocol = group_folds(tracks, args.folds, args.seed), BY_RECORDING
-        report["cv"] = cross_validate(tracks, genres, recipe, folds, args.seed, teacher, views) | {"protocol": protocol}
+        report["cv"] = cross_validate(tracks, genres, recipe, folds, args.seed, teacher, views,
+                                      checkpoints=args.checkpoint) | {"protocol": protocol}
         print(f"cross-validated ({protocol}): {report['cv']['summary']}")
     report_file.write_text(json.dumps(report, indent=1))
     if args.final:
@@ -336,7 +381,8 @@ def main() -> None:
         if teacher is not None:
             head = attach_soft_targets(tracks, teacher, genres, recipe, args.seed)
             train = train + with_views(views, train, head, recipe)
-        net = fit(train, valid, genres, recipe, args.seed)
+        net = fit(train, valid, genres, recipe, args.seed,
+                  checkpoint=args.checkpoint / f"{recipe.name}-final.pt" if args.checkpoint else None)
         torch.save(net.state_dict(), args.report / f"{recipe.name}.pt")  # for the figures
         export(net, genres, args.out, report)
 

@@ -1,0 +1,224 @@
+"""The larger pool of unlabelled audio the student learns the teacher's function from: freely licensed recordings
+from Debian's archive and MIDI rendered to audio, each 3-s window labelled by the teacher, cached by content so a
+second session resumes where the first stopped. One command per stage, all seeded where they draw:
+
+    python -m train.pool fetch --out train/pool                # apt-get download, unpack, keep what decodes (+ licences)
+    python -m train.pool render --out train/pool               # MIDI (freedoom, openttd-openmsx, ...) through fluidsynth
+    python -m train.pool label --pool train/pool               # the teacher's embeddings at every window, cached
+    python -m train.train --data ../shared/data/gtzan --data ../shared/data/extra --recipe distil \
+        --teacher train/runs/teacher.npz --split ../shared/data/gtzan/splits --pool train/pool \
+        --checkpoint train/runs/checkpoints                    # checkpointed every epoch; run again to resume
+
+`train/pool/pool.json` lists every file kept: its path, package, licence (from the package's copyright file),
+length and SHA-256. The pool is never committed (`train/pool/` is ignored); only what it took is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from streamgenre.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, WINDOW_SAMPLES, AudioError, load_audio
+from train.data import CACHE, Track
+
+# Debian packages of freely licensed game music (read each copyright file: the manifest keeps its licences)
+PACKAGES = ("warzone2100-music", "ufoai-music", "wesnoth-1.16-music", "naev-data", "supertux-data",
+            "hedgewars-data", "widelands-data", "nexuiz-music", "singularity-music", "supertuxkart-data", "0ad-data")
+MIDI_PACKAGES = ("freedoom", "openttd-openmsx", "planetblupi-music-midi")
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
+LABELS = CACHE / "pool-labels"  # the teacher's embeddings by content hash
+TEACHER_KEY = "msd456"  # what the cached embeddings are: MSD_musicnn + MSD_vgg, 456 values a window
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def licences(copyright_file: Path) -> str:
+    """The licences a Debian copyright file names (its DEP-5 `License:` fields), or its first line."""
+    try:
+        text = copyright_file.read_text(errors="replace")
+    except OSError:
+        return "unknown (no copyright file)"
+    names = sorted({m.strip() for m in re.findall(r"^License:\s*(.+)$", text, re.M)})
+    return ", ".join(names) if names else (text.strip().splitlines() or ["unknown"])[0][:120]
+
+
+def keep(path: Path) -> tuple[float | None, str | None]:
+    """(seconds, None) for audio that decodes to at least one window, else (None, why not)."""
+    try:
+        audio = load_audio(path)
+    except AudioError as e:
+        return None, str(e).splitlines()[0]
+    if len(audio) < WINDOW_SAMPLES:
+        return None, f"{len(audio) / SAMPLE_RATE:.2f} s: shorter than one window"
+    if not np.isfinite(audio).all() or not np.abs(audio).max() > 0:
+        return None, "silent or not finite"
+    return len(audio) / SAMPLE_RATE, None
+
+
+def add_folder(manifest: dict, folder: Path, package: str, licence: str, root: Path, log=print) -> dict:
+    """Every audio file under `folder` that `keep` accepts, into the manifest (by content hash: a file met twice, in
+    two packages or two runs, is kept once)."""
+    kept = refused = copies = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS):
+        seconds, why = keep(path)
+        if seconds is None:
+            refused += 1
+            log(f"  refused {path.relative_to(folder)}: {why}")
+            continue
+        digest = file_hash(path)
+        if digest in manifest:
+            copies += 1
+            continue
+        manifest[digest] = {"path": str(path.relative_to(root)), "package": package, "licence": licence,
+                            "seconds": round(seconds, 2), "sha256": digest}
+        kept += 1
+    log(f"{package}: {kept} kept, {refused} refused, {copies} copies of files kept already; licence: {licence}")
+    return manifest
+
+
+def read_manifest(out: Path) -> dict:
+    path = out / "pool.json"
+    return {e["sha256"]: e for e in json.loads(path.read_text())} if path.exists() else {}
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    partial = out / "pool.json.partial"
+    partial.write_text(json.dumps(sorted(manifest.values(), key=lambda e: e["path"]), indent=1))
+    partial.replace(out / "pool.json")
+
+
+def unpack(package: str, out: Path, log=print) -> Path | None:
+    """`apt-get download` the package and unpack it under out/unpacked/PACKAGE (kept: a second run reuses it)."""
+    target = out / "unpacked" / package
+    if target.is_dir():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        got = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if got.returncode != 0 or not debs:
+            log(f"{package}: not downloaded: {(got.stderr.strip().splitlines() or ['no .deb'])[-1]}")
+            return None
+        partial = target.with_name(package + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(partial)], check=True)
+        partial.rename(target)
+    return target
+
+
+def fetch(packages, out: Path, log=print) -> dict:
+    manifest = read_manifest(out)
+    for package in packages:
+        if (folder := unpack(package, out, log)) is not None:
+            add_folder(manifest, folder, package, licences(folder / "usr/share/doc" / package / "copyright"), out, log)
+            write_manifest(out, manifest)
+    return manifest
+
+
+def render(packages, out: Path, soundfonts=SOUNDFONTS, log=print) -> dict:
+    """Every MIDI file of the packages through fluidsynth with each soundfont present (different instruments for the
+    same notes), as WAV under out/rendered, then kept like any audio."""
+    fluidsynth = shutil.which("fluidsynth")
+    fonts = [f for f in soundfonts if Path(f).exists()]
+    if not fluidsynth or not fonts:
+        raise SystemExit("render needs fluidsynth and a soundfont: apt-get install fluidsynth fluid-soundfont-gm")
+    manifest = read_manifest(out)
+    for package in packages:
+        if (folder := unpack(package, out, log)) is None:
+            continue
+        rendered = out / "rendered" / package
+        for midi in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi")):
+            for font in fonts:
+                wav = rendered / f"{midi.stem}-{Path(font).stem}.wav"
+                if not wav.exists():
+                    wav.parent.mkdir(parents=True, exist_ok=True)
+                    subprocess.run([fluidsynth, "-ni", "-q", "-F", str(wav), "-r", str(SAMPLE_RATE), font, str(midi)],
+                                   capture_output=True, timeout=600)
+        if rendered.is_dir():
+            add_folder(manifest, rendered, package, licences(folder / "usr/share/doc" / package / "copyright") +
+                       "; rendered with " + ", ".join(Path(f).name for f in fonts), out, log)
+            write_manifest(out, manifest)
+    return manifest
+
+
+def label(pool: Path, teacher, log=print, labels: Path = LABELS) -> tuple[int, int]:
+    """The teacher's embeddings at every student window of every pool file, in LABELS by the file's content hash:
+    a second run (another session) computes only what is not there. Returns (computed, already cached)."""
+    from train.data import cached
+    from train.teacher import embed_windows
+
+    computed = 0
+    manifest = read_manifest(pool)
+    for k, entry in enumerate(manifest.values()):
+        target = labels / f"{entry['sha256']}-{TEACHER_KEY}.npy"
+        if target.exists():
+            continue
+        cached(target, lambda: embed_windows(load_audio(pool / entry["path"]), teacher))
+        computed += 1
+        if computed % 20 == 0:
+            log(f"{k + 1}/{len(manifest)} files labelled")
+    return computed, len(manifest) - computed
+
+
+def pool_tracks(pool: Path, labels: Path = LABELS) -> tuple[list[Track], dict[str, np.ndarray]]:
+    """The labelled pool as training tracks (no label of their own: the teacher's head labels them) and their
+    embeddings by resolved path, as train.train's teacher gives them; files not labelled yet are left out."""
+    tracks, embeddings = [], {}
+    for entry in read_manifest(pool).values():
+        target = labels / f"{entry['sha256']}-{TEACHER_KEY}.npy"
+        if target.exists():
+            path = pool / entry["path"]
+            tracks.append(Track(path, "", f"pool:{entry['sha256'][:16]}", "pool", own_label=False))
+            embeddings[str(path.resolve())] = np.load(target)
+    return tracks, embeddings
+
+
+def describe(manifest: dict) -> str:
+    by_package: dict[str, list] = {}
+    for e in manifest.values():
+        by_package.setdefault(e["package"], []).append(e)
+    lines = [f"{len(manifest)} files, {sum(e['seconds'] for e in manifest.values()) / 3600:.1f} h"]
+    for package, entries in sorted(by_package.items()):
+        lines.append(f"  {package}: {len(entries)} files, {sum(e['seconds'] for e in entries) / 3600:.2f} h; "
+                     f"{entries[0]['licence']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("fetch", "render"):
+        command = commands.add_parser(name)
+        command.add_argument("--out", type=Path, default=Path("train/pool"))
+        command.add_argument("--package", action="append", help="instead of the default list")
+    command = commands.add_parser("label")
+    command.add_argument("--pool", type=Path, default=Path("train/pool"))
+    command.add_argument("--torch", action="store_true", help="the PyTorch port instead of ONNX Runtime")
+    args = parser.parse_args()
+    if args.command == "label":
+        from train.teacher import OnnxTeacher, Teacher
+
+        computed, cached = label(args.pool, Teacher() if args.torch else OnnxTeacher())
+        print(f"{computed} files labelled now, {cached} already labelled")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = fetch if args.command == "fetch" else render
+    manifest = work(args.package or (PACKAGES if args.command == "fetch" else MIDI_PACKAGES), args.out)
+    print(describe(manifest))
+
+
+if __name__ == "__main__":
+    main()

@@ -53,3 +53,48 @@ def classify_file(path: str | Path, frontend: Frontend, engine: Engine, genres: 
             for i, (p, (kind, cp)) in enumerate(zip(probs, spans))
         ]
     return result
+
+
+def classify_or_error(path: str | Path, frontend: Frontend, engine: Engine, genres: tuple[str, ...], content,
+                      timeline: bool = False) -> tuple[dict | None, str | None]:
+    """(result, None), or (None, one line) for a file that cannot be classified, whatever a hostile file causes."""
+    try:
+        return classify_file(path, frontend, engine, genres, content, timeline), None
+    except AudioError as e:
+        return None, str(e)
+    except Exception as e:
+        return None, f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+_runtime = None  # a worker process's (frontend, engine, genres, content stage, timeline)
+
+
+def _start_worker(model: str | None, engine_kind: str, frontend_kind: str, fp16: bool, content: str,
+                  timeline: bool) -> None:
+    """A worker's own model, frontend, engine and content stage, on one thread each: the cores are the workers'."""
+    global _runtime
+    from .backends import create_engine
+    from .content_stage import create_content_stage
+    from .frontend import create_frontend, limit_blas_threads
+    from .model import load_model
+
+    limit_blas_threads()
+    loaded = load_model(model)
+    stage = create_content_stage(content, engine_kind, loaded.params.step_seconds, threads=1, fp16=fp16)
+    _runtime = (create_frontend(frontend_kind, loaded.params), create_engine(loaded, engine_kind, 1, fp16),
+                loaded.genres, stage, timeline)
+
+
+def _classify_in_worker(path: str) -> tuple[dict | None, str | None]:
+    return classify_or_error(path, *_runtime)
+
+
+def classify_in_parallel(paths: list, jobs: int, model: str | None, engine_kind: str, frontend_kind: str,
+                         fp16: bool, content: str, timeline: bool):
+    """(result, error) for each path, in order, from `jobs` worker processes (spawned: no inherited threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(model, engine_kind, frontend_kind, fp16, content, timeline)) as pool:
+        yield from pool.map(_classify_in_worker, [str(p) for p in paths])

@@ -14,7 +14,7 @@ from .access import MAX_CLIENTS, Access
 from .audio import AudioError
 from .model import ModelError, load_model
 from .history.recorder import HOLD_SECONDS, RETENTION_DAYS
-from .cluster import SHARD_SIZE, SINGLE_PROCESS_STREAMS
+from .cluster import SHARD_SIZE, SINGLE_PROCESS_CORES, SINGLE_PROCESS_STREAMS
 from .content_stage import PATCHES_PER_STEP
 from .pipeline import DEAD_AIR_SECONDS, SILENCE_DB
 
@@ -62,29 +62,29 @@ def classify(
     frontend_kind: str = FrontendOption,
     fp16: bool = Fp16Option,
     content: str = ContentOption,
+    jobs: str = typer.Option("auto", "--jobs", help="files classified at once, each in a process of its own: N, "
+                             "or auto (one per core for 4 files a core or more, else 1)"),
 ) -> None:
     """Classify audio files; errors for single files go to stderr and make the exit code 1."""
     import shutil
 
-    from .classify import classify_file
+    from .classify import classify_in_parallel, classify_or_error
 
     loaded, frontend, engine = _runtime(model, engine_kind, frontend_kind, fp16)
     stage = _content(content, engine_kind, loaded.params.step_seconds, fp16=fp16)
+    processes = _jobs(jobs, len(paths))
+    if processes > 1:
+        results = classify_in_parallel(paths, processes, model, engine_kind, frontend_kind, fp16, content, timeline)
+    else:
+        results = (classify_or_error(path, frontend, engine, loaded.genres, stage, timeline) for path in paths)
     failed = 0
     # the file column as wide as the longest name, and as the terminal leaves room for ($COLUMNS when piped)
     width = max(20, min(max(len(str(p)) for p in paths), shutil.get_terminal_size().columns - 53))
     if not as_json:
         typer.echo(f"{'file':{width}} {'content':18} {'genre':10} {'conf':>5} {'windows':>7} {'seconds':>8}")
-    for path in paths:
-        try:
-            result = classify_file(path, frontend, engine, loaded.genres, stage, timeline)
-        except AudioError as e:
-            typer.echo(f"streamgenre: error: {e}", err=True)
-            failed += 1
-            continue
-        except Exception as e:  # whatever a hostile file causes: one line, and the other files go on
-            typer.echo(f"streamgenre: error: {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                       err=True)
+    for path, (result, error) in zip(paths, results):
+        if error:  # one line, and the other files go on
+            typer.echo(f"streamgenre: error: {error}", err=True)
             failed += 1
             continue
         if "replaced_samples" in result:
@@ -107,6 +107,17 @@ def classify(
                 typer.echo(f"  {window['start']:7.2f}-{window['end']:7.2f} s  {window['content']:8} {shown}")
     if failed:
         raise typer.Exit(1)
+
+
+def _jobs(value: str, files: int) -> int:
+    """`--jobs`: a number, or auto: one process per core where there are at least 4 files a core (a process takes
+    about a second to start), else 1; else a one-line error."""
+    if value == "auto":
+        cores = os.cpu_count() or 1
+        return cores if cores > 1 and files >= 4 * cores else 1
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        fail(f"--jobs {value!r}: a number of processes (1 to 256) or auto")
+    return int(value)
 
 
 def _content_share(seconds: dict[str, float]) -> str:
@@ -201,7 +212,7 @@ def serve(
                                           "a Ray cluster, this process their coordinator [off]"),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="streams per shard [100]"),
     workers: Optional[str] = typer.Option(None, "--workers", help="worker processes the streams spread over: N, "
-                                          "or auto (one per core beyond a few streams, else this process) [auto]"),
+                                          "or auto (one per core beyond 50 streams on more than 2 cores, else this process) [auto]"),
     every: Optional[int] = typer.Option(None, "--every", min=1, help="classify every Nth window step only (the "
                                         "running average covers the same seconds with fewer windows) [1]"),
     content: Optional[str] = typer.Option(None, "--content", help="on (music, speech, noise or silence first; a "
@@ -344,10 +355,12 @@ def _single_pipeline(settings: dict, specs: list[str], realtime: bool, publish, 
 
 
 def _workers(value, streams: int) -> int:
-    """`workers`: a number, or "auto": one process per core once there are more than SINGLE_PROCESS_STREAMS
-    streams (below that, one process measured as fast and holds one engine's memory instead of several)."""
+    """`workers`: a number, or "auto": one process per core on machines with more than SINGLE_PROCESS_CORES cores
+    once there are more than SINGLE_PROCESS_STREAMS streams; else one process, which measured better there (on 2
+    cores, ONNX Runtime's threads already use both from one process: docs/speed.md)."""
     if value == "auto":
-        return (os.cpu_count() or 1) if streams > SINGLE_PROCESS_STREAMS else 1
+        cores = os.cpu_count() or 1
+        return cores if cores > SINGLE_PROCESS_CORES and streams > SINGLE_PROCESS_STREAMS else 1
     try:
         if 1 <= int(value) <= 256 and str(int(value)) == str(value).strip():
             return int(value)

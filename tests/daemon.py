@@ -115,3 +115,14 @@ def kill_a_shard_and_see_its_streams_resume(port: int, shard: int, streams: str,
         arrivals = [t for t, m in during if m["type"] == "prediction" and m["stream"] == other]
         assert len(arrivals) >= 10 and max(np.diff(arrivals)) < 1.49 + 0.6, (other, np.diff(arrivals))
     assert f'streamgenre_shard_restarts_total{{shard="{shard}"}} 1.0' in http_get(port, "/metrics")[1]
+
+
+def reload_and_see(port: int, proc, removed: str, added: str, unchanged: str) -> list[tuple]:
+    """SIGHUP the daemon whose config was rewritten: `removed` is removed, `added` added and sends windows, the
+    `unchanged` streams go on uninterrupted. Returns what a client saw meanwhile."""
+    proc.send_signal(signal.SIGHUP)
+    after = collect(port, lambda ms: len(predictions([(0, m) for m in ms], added)) >= 2, timeout=40)
+    statuses = {(m["stream"], m["event"]) for _, m in after if m["type"] == "status"}
+    assert (removed, "removed") in statuses and (added, "added") in statuses
+    assert not {(name, event) for name in unchanged for event in ("added", "interrupted")} & statuses
+    return after

@@ -132,3 +132,18 @@ def test_musicnn_repeats_a_clip_shorter_than_its_window_and_the_paper_model_pads
         other = engine.infer(frontend.file_windows(pad_to_window(audio, model.params.window_samples,
                                                                  "zeros" if fill == "repeat" else "repeat")))[0]
         assert np.abs(other - want).max() > 1e-3  # the fill makes a difference the test can see
+
+
+def test_files_in_parallel_processes_give_the_same_results_in_the_same_order(tmp_path, files):
+    """`--jobs 2`: the same JSON lines, in the order given, as one process; a bad file among them is its one line
+    and the others are classified; `--jobs` that is not a number is a one-line error."""
+    junk = tmp_path / "junk.ogg"
+    junk.write_bytes(b"\x00" * 5000)
+    paths = [files["wav"], junk, files["flac"], files["ogg"], files["mp3"]]
+    one, two = classify("--json", "--jobs", "1", *paths), classify("--json", "--jobs", "2", *paths)
+    assert one.returncode == two.returncode == 1 and one.stdout == two.stdout
+    assert [json.loads(line)["path"] for line in two.stdout.splitlines()] == [str(p) for p in paths if p != junk]
+    assert two.stderr.strip().splitlines() == one.stderr.strip().splitlines() and "junk.ogg" in two.stderr
+    bad = classify("--jobs", "many", files["wav"])
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == ["streamgenre: error: --jobs 'many': a number "
+                                                                       "of processes (1 to 256) or auto"]

@@ -60,11 +60,12 @@ def _data_names(report: dict) -> str:
     return ", ".join(Path(d).name for d in report["data"])
 
 
-def _table(result: dict, genres: list[str]) -> str:
+def _table(result: dict, genres: list[str], fill: str = "zeros") -> str:
     """Accuracy on clips, windows and tracks, then per genre: % right and, below, how many were held out."""
     acc = result["accuracy"]
     rows = ["| held out | accuracy | n |", "| --- | --- | --- |"]
-    for kind, text in (("clips", "2-3 s clips (zero-padded to one window)"), ("windows", "3-s windows of full tracks"),
+    filled = "repeated to fill one window" if fill == "repeat" else "zero-padded to one window"
+    for kind, text in (("clips", f"2-3 s clips ({filled})"), ("windows", "3-s windows of full tracks"),
                        ("tracks", "whole tracks (mean of windows)")):
         if acc[kind]["n"]:
             rows.append(f"| {text} | {100 * acc[kind]['accuracy']:.1f} % | {acc[kind]['n']} |")

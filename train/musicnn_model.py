@@ -122,7 +122,10 @@ def card(path: Path, genres: list[str], cv: dict | None, head, tracks: int) -> s
         "Built by `python -m train.musicnn_model` (deterministic: only the head is fitted).", "",
         f"- sha256: `{file_sha256(path)}`",
         f"- genres, in output order: {', '.join(genres)}",
-        f"- frontend (stored in the file and checked on load): `{json.dumps(MUSICNN.as_metadata())}`. musicnn's own "
+        f"- frontend (stored in the file and checked on load): `{json.dumps(MUSICNN.as_metadata())}`. A clip "
+        "shorter than one window is repeated from its start to fill it (`short_fill`), as musicnn was trained, and "
+        "the head learned on clips filled so (the same cross-validation with clips zero-padded, 2026-12-02: 69.4 % "
+        "of clips, 62.1 % of windows, 65.6 % of tracks). musicnn's own "
         "extractor centres its frames (librosa's default); a stream has no start to centre on, so here, as for the "
         "paper model, frames are uncentred, and the head learned on exactly these windows.",
         f"- head: standardised, class-balanced logistic regression (C = {head.get_params()['logisticregression__C']}"
@@ -136,7 +139,7 @@ def card(path: Path, genres: list[str], cv: dict | None, head, tracks: int) -> s
             "Same folds as the paper model's (the three fault-filtered GTZAN lists); in each, the head is fitted on "
             "the GTZAN recordings outside the held-out list only, its C chosen by holding out in turn the other two "
             "lists and the recordings in no list (the MSD networks never saw GTZAN labels). Accuracy in %, per "
-            "genre, and how many were held out:", "", _table(cv, genres), ""]
+            "genre, and how many were held out:", "", _table(cv, genres, MUSICNN.short_fill), ""]
     return "\n".join(lines)
 
 

@@ -5,3 +5,4 @@ serves their messages as one daemon's; `shard.py` runs today's pipeline on one s
 
 SHARD_SIZE = 100  # streams per Ray shard: one shard fills one CPU core with the paper model (250 streams on 2 cores)
 SINGLE_PROCESS_STREAMS = 50  # `workers = "auto"` keeps up to this many streams in one process
+SINGLE_PROCESS_CORES = 2  # and every stream of a machine with this many cores or fewer (docs/speed.md)

@@ -35,8 +35,14 @@ def test_the_pool_keeps_only_decodable_audio_of_at_least_one_window_once(tmp_pat
 def test_licences_come_from_the_packages_copyright_file(tmp_path):
     dep5 = tmp_path / "copyright"
     dep5.write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\n"
-                    "License: GPL-2+\n\nFiles: music/*\nLicense: CC-BY-SA-3.0\n\nLicense: GPL-2+\n text\n")
-    assert licences(dep5) == "CC-BY-SA-3.0, GPL-2+"
+                    "License: GPL-2+\n\nFiles: data/music/*\nLicense: CC-BY-SA-3.0\n\nFiles: lib/x.c\nLicense: MIT\n"
+                    "\nLicense: GPL-2+\n text\n")
+    assert licences(dep5) == "CC-BY-SA-3.0"  # the music's, not every source file's
+    dep5.write_text("Files: *\nLicense: GPL-2+\n\nFiles: lib/x.c\nLicense: MIT\n")
+    assert licences(dep5) == "GPL-2+"
+    dep5.write_text("This package was debianized by someone.\n\nLicense\n\n   THE WORK IS PROVIDED UNDER THE TERMS OF "
+                    "THIS CREATIVE COMMONS PUBLIC LICENSE\n")
+    assert licences(dep5) == "Creative Commons (free text)"
     assert licences(tmp_path / "none") == "unknown (no copyright file)"
 
 

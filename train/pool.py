@@ -46,14 +46,28 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+LICENCE_NAMES = ("Creative Commons", "CC-BY-SA", "CC-BY", "CC0", "GNU General Public License", "GPL", "Artistic",
+                 "MIT", "BSD", "public domain")  # what a copyright file in free text may name
+
+
 def licences(copyright_file: Path) -> str:
-    """The licences a Debian copyright file names (its DEP-5 `License:` fields), or its first line."""
+    """The licence a Debian copyright file gives the music: in DEP-5, the `License:` of the stanzas whose `Files:`
+    name music or audio, else of `Files: *`; in free text, the first licence it names. The manifest keeps the file's
+    path too: it, not this summary, is the word."""
     try:
         text = copyright_file.read_text(errors="replace")
     except OSError:
         return "unknown (no copyright file)"
-    names = sorted({m.strip() for m in re.findall(r"^License:\s*(.+)$", text, re.M)})
-    return ", ".join(names) if names else (text.strip().splitlines() or ["unknown"])[0][:120]
+    stanzas = [dict(re.findall(r"^(Files|License):\s*(.+)$", block, re.M)) for block in re.split(r"\n\s*\n", text)]
+    stanzas = [st for st in stanzas if "Files" in st and "License" in st]
+    if stanzas:
+        music = [st for st in stanzas if re.search(r"music|sound|audio|\.(ogg|opus|mp3|flac|wav)", st["Files"], re.I)]
+        chosen = music or [st for st in stanzas if st["Files"].strip() == "*"] or stanzas
+        return ", ".join(sorted({st["License"].strip() for st in chosen}))
+    for name in LICENCE_NAMES:
+        if re.search(re.escape(name), text, re.I):
+            return f"{name} (free text)"
+    return "unknown (read the copyright file)"
 
 
 def keep(path: Path) -> tuple[float | None, str | None]:
@@ -84,6 +98,7 @@ def add_folder(manifest: dict, folder: Path, package: str, licence: str, root: P
             copies += 1
             continue
         manifest[digest] = {"path": str(path.relative_to(root)), "package": package, "licence": licence,
+                            "copyright": f"unpacked/{package}/usr/share/doc/{package}/copyright",
                             "seconds": round(seconds, 2), "sha256": digest}
         kept += 1
     log(f"{package}: {kept} kept, {refused} refused, {copies} copies of files kept already; licence: {licence}")
@@ -114,7 +129,11 @@ def unpack(package: str, out: Path, log=print) -> Path | None:
             return None
         partial = target.with_name(package + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(partial)], check=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        unpacked = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(partial)], capture_output=True, text=True)
+        if unpacked.returncode != 0:
+            log(f"{package}: not unpacked: {(unpacked.stderr.strip().splitlines() or ['dpkg-deb failed'])[0]}")
+            return None
         partial.rename(target)
     return target
 

@@ -45,7 +45,8 @@ def test_listen_says_connecting_until_a_stream_delivers():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
-    threading.Thread(target=lambda: server.accept() and __import__("time").sleep(30), daemon=True).start()
+    held = []  # the accepted connection, kept open (and silent) until the test ends
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
     url = f"http://127.0.0.1:{server.getsockname()[1]}/live.mp3"
     term = pexpect.spawn(sys.executable, ["-m", "streamgenre", "listen", "--url", url], dimensions=(40, 120),
                          timeout=30, encoding="utf-8")
@@ -53,4 +54,6 @@ def test_listen_says_connecting_until_a_stream_delivers():
         term.expect(f"status connecting to {url} ...")
     finally:
         term.terminate(force=True)
+        for connection, _ in held:
+            connection.close()
         server.close()

@@ -60,12 +60,11 @@ class Rule:
         if not 0 <= self.cooldown_seconds < 86_400:
             raise ValueError(f"cooldown_seconds = {self.cooldown_seconds!r}: seconds from 0 to a day")
 
-    def wants(self, event: str, stream: str | None) -> bool:
-        return (not self.events or event in self.events) and (stream is None or not self.streams
-                                                                or stream in self.streams)
+    def wants(self, event: str) -> bool:
+        return not self.events or event in self.events
 
     def judge(self, stream: str | None, name: str, condition: Condition, now: float, held: float) -> dict | None:
-        """The event this rule tells of this condition now, or None."""
+        """The event this rule tells of this condition now, or None (the caller skips streams it does not cover)."""
         key, needed = (stream, name), held if self.min_seconds is None else self.min_seconds
         told, settled = self.told.get(key), now - condition.since >= needed
         cooled = now - self.told_at.get(key, -float("inf")) >= self.cooldown_seconds
@@ -73,10 +72,10 @@ class Rule:
             start, end = ONSETS[name]
             if condition.value and not told and settled and cooled:
                 self.told[key], self.told_at[key] = True, now
-                return event(start, stream, condition, now) if self.wants(start, stream) else None
+                return event(start, stream, condition, now) if self.wants(start) else None
             if not condition.value and told:
                 self.told[key] = False
-                return event(end, stream, condition, now) if self.wants(end, stream) else None
+                return event(end, stream, condition, now) if self.wants(end) else None
             return None
         if not settled or condition.value == told:
             return None
@@ -87,7 +86,7 @@ class Rule:
             return None
         self.told[key], self.told_at[key] = condition.value, now
         kind = CHANGES[name]
-        return event(kind, stream, condition, now, previous=told) if self.wants(kind, stream) else None
+        return event(kind, stream, condition, now, previous=told) if self.wants(kind) else None
 
 
 def event(kind: str, stream: str | None, condition: Condition, now: float, previous=None) -> dict:

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.parse
 
+from ..events import SOURCE_BACK, SOURCE_DOWN
 from . import NotifyError, NotifyMetrics, public_name
 
 log = logging.getLogger("streamgenre.notify")
@@ -149,9 +150,9 @@ class Mqtt:
                                                       "title")}, online=True)
             if message.get("genre") is None:  # talk, noise, dead air: the genre stays what the music left
                 state["genre"], state["confidence"] = (self.states.get(stream) or {}).get("genre"), None
-        elif message.get("type") == "status" and message.get("event") in ("error", "reconnecting", "interrupted"):
+        elif message.get("type") == "status" and message.get("event") in SOURCE_DOWN:
             state["online"] = False
-        elif message.get("type") == "status" and message.get("event") in ("recovered", "resumed"):
+        elif message.get("type") == "status" and message.get("event") in SOURCE_BACK:
             state["online"] = True
         else:
             return

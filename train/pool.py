@@ -16,24 +16,31 @@ length and SHA-256. The pool is never committed (`train/pool/` is ignored); only
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from streamgenre.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, WINDOW_SAMPLES, AudioError, load_audio
+from streamgenre.audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, STEP_FRAMES, WINDOW_FRAMES, WINDOW_SAMPLES,
+                               AudioError, load_audio)
 from train.data import CACHE, Track
 
 # Debian packages of freely licensed game music (read each copyright file: the manifest keeps its licences)
 PACKAGES = ("warzone2100-music", "ufoai-music", "wesnoth-1.16-music", "naev-data", "supertux-data",
             "hedgewars-data", "widelands-data", "nexuiz-music", "singularity-music", "supertuxkart-data", "0ad-data")
+ARCHIVES = (".pk3", ".zip")  # games that keep their music in zip archives (ufoai's base/0music.pk3)
+MAX_MEMBER_BYTES = 1 << 30  # a member claiming more is not music
+MUSIC_FOLDER = re.compile("music", re.I)  # music/, Music/, snd/music/, 0music.pk3.d/
 MIDI_PACKAGES = ("freedoom", "openttd-openmsx", "planetblupi-music-midi")
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
+PIECE_WINDOWS = 19  # a piece of a pool file: GTZAN's 30 s, in windows (one every 1.49 s)
 LABELS = CACHE / "pool-labels"  # the teacher's embeddings by content hash
 TEACHER_KEY = "msd456"  # what the cached embeddings are: MSD_musicnn + MSD_vgg, 456 values a window
 
@@ -83,25 +90,31 @@ def keep(path: Path) -> tuple[float | None, str | None]:
     return len(audio) / SAMPLE_RATE, None
 
 
-def add_folder(manifest: dict, folder: Path, package: str, licence: str, root: Path, log=print) -> dict:
+def add_folder(manifest: dict, folder: Path, package: str, licence: str, root: Path, log=print,
+               music_only: bool = False) -> dict:
     """Every audio file under `folder` that `keep` accepts, into the manifest (by content hash: a file met twice, in
-    two packages or two runs, is kept once)."""
-    kept = refused = copies = 0
+    two packages or two runs, is kept once, and decoded once). With `music_only` (a game's data package, which holds
+    its sound effects and speech too), only files with a folder naming music on their path."""
+    kept = refused = copies = outside = 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS):
-        seconds, why = keep(path)
-        if seconds is None:
-            refused += 1
-            log(f"  refused {path.relative_to(folder)}: {why}")
+        if music_only and not MUSIC_FOLDER.search(str(path.parent.relative_to(folder))):
+            outside += 1
             continue
         digest = file_hash(path)
         if digest in manifest:
             copies += 1
             continue
+        seconds, why = keep(path)
+        if seconds is None:
+            refused += 1
+            log(f"  refused {path.relative_to(folder)}: {why}")
+            continue
         manifest[digest] = {"path": str(path.relative_to(root)), "package": package, "licence": licence,
                             "copyright": f"unpacked/{package}/usr/share/doc/{package}/copyright",
                             "seconds": round(seconds, 2), "sha256": digest}
         kept += 1
-    log(f"{package}: {kept} kept, {refused} refused, {copies} copies of files kept already; licence: {licence}")
+    log(f"{package}: {kept} kept, {refused} refused, {copies} copies of files kept already"
+        + (f", {outside} outside music folders" if music_only else "") + f"; licence: {licence}")
     return manifest
 
 
@@ -138,11 +151,40 @@ def unpack(package: str, out: Path, log=print) -> Path | None:
     return target
 
 
+def open_archives(folder: Path, log=print) -> None:
+    """The audio inside every zip archive under `folder`, extracted beside it into ARCHIVE.d/ with its folders (so
+    MUSIC_FOLDER can tell music from sound effects), once: a second run reuses it. A member's path is kept less any
+    root, `.` or `..`, so no member lands outside that folder."""
+    for archive in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ARCHIVES):
+        target = archive.with_name(archive.name + ".d")
+        if target.is_dir():
+            continue
+        partial = archive.with_name(archive.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        try:
+            with zipfile.ZipFile(archive) as z:
+                for member in z.infolist():
+                    parts = [p for p in PurePosixPath(member.filename.replace("\\", "/")).parts if p not in ("/", ".", "..")]
+                    if not parts or Path(parts[-1]).suffix.lower() not in AUDIO_EXTENSIONS or \
+                            member.file_size > MAX_MEMBER_BYTES:
+                        continue
+                    (partial / Path(*parts)).parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(member) as src, (partial / Path(*parts)).open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        except (zipfile.BadZipFile, OSError) as e:
+            log(f"  {archive.relative_to(folder)}: not opened: {e}")
+            continue
+        partial.rename(target)
+
+
 def fetch(packages, out: Path, log=print) -> dict:
     manifest = read_manifest(out)
     for package in packages:
         if (folder := unpack(package, out, log)) is not None:
-            add_folder(manifest, folder, package, licences(folder / "usr/share/doc" / package / "copyright"), out, log)
+            open_archives(folder, log)
+            add_folder(manifest, folder, package, licences(folder / "usr/share/doc" / package / "copyright"), out, log,
+                       music_only=not package.endswith("-music"))
             write_manifest(out, manifest)
     return manifest
 
@@ -173,23 +215,30 @@ def render(packages, out: Path, soundfonts=SOUNDFONTS, log=print) -> dict:
     return manifest
 
 
-def label(pool: Path, teacher, log=print, labels: Path = LABELS) -> tuple[int, int]:
+def label(pool: Path, teacher, log=print, labels: Path = LABELS) -> tuple[int, int, int]:
     """The teacher's embeddings at every student window of every pool file, in LABELS by the file's content hash:
-    a second run (another session) computes only what is not there. Returns (computed, already cached)."""
+    a second run (another session) computes only what is not there. A file that no longer decodes is one line and
+    left unlabelled (so out of training); the others go on. Returns (computed, already cached, failed)."""
     from train.data import cached
     from train.teacher import embed_windows
 
-    computed = 0
+    computed = failed = 0
     manifest = read_manifest(pool)
-    for k, entry in enumerate(manifest.values()):
+    # in order of content hash, which mixes the packages: a run stopped part-way has labelled some of each
+    for k, entry in enumerate(sorted(manifest.values(), key=lambda e: e["sha256"])):
         target = labels / f"{entry['sha256']}-{TEACHER_KEY}.npy"
         if target.exists():
             continue
-        cached(target, lambda: embed_windows(load_audio(pool / entry["path"]), teacher))
+        try:
+            cached(target, lambda: embed_windows(load_audio(pool / entry["path"]), teacher))
+        except AudioError as e:
+            failed += 1
+            log(f"  not labelled: {str(e).splitlines()[0]}")
+            continue
         computed += 1
         if computed % 20 == 0:
             log(f"{k + 1}/{len(manifest)} files labelled")
-    return computed, len(manifest) - computed
+    return computed, len(manifest) - computed - failed, failed
 
 
 def pool_tracks(pool: Path, labels: Path = LABELS) -> tuple[list[Track], dict[str, np.ndarray]]:
@@ -203,6 +252,23 @@ def pool_tracks(pool: Path, labels: Path = LABELS) -> tuple[list[Track], dict[st
             tracks.append(Track(path, "", f"pool:{entry['sha256'][:16]}", "pool", own_label=False))
             embeddings[str(path.resolve())] = np.load(target)
     return tracks, embeddings
+
+
+def pool_pieces(tracks: list[Track], genres: list[str], windows: int = PIECE_WINDOWS) -> list[Track]:
+    """The pool's files (their soft targets attached) cut into pieces of about GTZAN's 30 s, each drawn as the genre
+    the teacher hears most in it: an epoch draws once per track, so the pool weighs by its length, as the labelled
+    recordings do, not once per file however long. Other tracks pass unchanged."""
+    out = []
+    for track in tracks:
+        if track.source != "pool":
+            out.append(track)
+            continue
+        for part in np.array_split(np.arange(len(track.soft)), max(1, len(track.soft) // windows)):
+            first, last = part[0] * STEP_FRAMES, part[-1] * STEP_FRAMES + WINDOW_FRAMES
+            soft = track.soft[part[0] : part[-1] + 1]
+            mel = track.mel if len(part) == len(track.soft) else track.mel[:, first:last]
+            out.append(dataclasses.replace(track, mel=mel, soft=soft, genre=genres[int(np.argmax(soft.mean(0)))]))
+    return out
 
 
 def describe(manifest: dict) -> str:
@@ -226,12 +292,14 @@ def main() -> None:
     command = commands.add_parser("label")
     command.add_argument("--pool", type=Path, default=Path("train/pool"))
     command.add_argument("--torch", action="store_true", help="the PyTorch port instead of ONNX Runtime")
+    command.add_argument("--threads", type=int, default=0, help="ONNX Runtime's threads (0: one per core)")
     args = parser.parse_args()
     if args.command == "label":
         from train.teacher import OnnxTeacher, Teacher
 
-        computed, cached = label(args.pool, Teacher() if args.torch else OnnxTeacher())
-        print(f"{computed} files labelled now, {cached} already labelled")
+        computed, cached, failed = label(args.pool, Teacher() if args.torch else OnnxTeacher(args.threads))
+        print(f"{computed} files labelled now, {cached} already labelled, {failed} failed")
+        raise SystemExit(1 if failed else 0)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     work = fetch if args.command == "fetch" else render

@@ -4,9 +4,10 @@
 
 Embeds every student window position of every training track (3-s windows every 128 frames, the excerpts as one
 padded window) with MSD_musicnn (penultimate layer, 200 values) and MSD_vgg (pool5, flattened) and caches them in
-`train/cache/teacher-<key>-frontend.npy`; a linear genre head on these embeddings is what teaches the student. It runs on
-`train/musicnn.py`, the port to PyTorch (no TensorFlow; `pip install --no-deps musicnn==0.1.0` brings the weights),
-on the GPU where PyTorch sees one.
+`train/cache/teacher-<key>-frontend.npy`; a linear genre head on these embeddings is what teaches the student. It runs
+the shipped musicnn graph cut before its head on ONNX Runtime (`OnnxTeacher`), or with `--torch` `train/musicnn.py`,
+the port to PyTorch (no TensorFlow; `pip install --no-deps musicnn==0.1.0` brings the weights), on the GPU where
+PyTorch sees one.
 
 `TensorflowTeacher` is the original, kept to check the port against (tests/test_teacher.py, where TensorFlow is
 installed: `pip install -e ".[teacher]"`). Three traps of running musicnn on today's TensorFlow are handled there:
@@ -142,7 +143,7 @@ def embed_windows(audio: np.ndarray, teacher) -> np.ndarray:
     return teacher.embed(specs).astype(np.float32)
 
 
-def embed_tracks(tracks: list[Track], teacher: Teacher) -> dict[str, np.ndarray]:
+def embed_tracks(tracks: list[Track], teacher) -> dict[str, np.ndarray]:
     """Embeddings at every window_starts() position of every track, keyed by resolved path, cached per track."""
     out = {}
     for k, track in enumerate(tracks):
@@ -160,9 +161,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", action="append", required=True)
     parser.add_argument("--out", type=Path, default=Path("train/runs/teacher.npz"))
+    parser.add_argument("--torch", action="store_true", help="the PyTorch port instead of ONNX Runtime")
     args = parser.parse_args()
     tracks = [t for root in args.data for t in find_tracks(root)]
-    embeddings = embed_tracks(tracks, Teacher())
+    embeddings = embed_tracks(tracks, Teacher() if args.torch else OnnxTeacher())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, paths=np.array(list(embeddings)), **{f"e{i}": e for i, e in enumerate(embeddings.values())})
     print(f"{len(embeddings)} tracks, {sum(len(e) for e in embeddings.values())} windows embedded: {args.out}")

@@ -38,6 +38,7 @@ from streamgenre.audio import N_MELS, SAMPLE_RATE, HOP_LENGTH, WINDOW_FRAMES
 from train.data import GTZAN_GENRES, Track, artist_folds, find_tracks, group_folds, load_features, window_starts
 from train.evaluate import Scores, score, score_probabilities
 from train.net import PaperCNN
+from train.pool import pool_pieces, pool_tracks
 from train.views import cached_views
 
 SHORT_FRAMES = (int(2.0 * SAMPLE_RATE / HOP_LENGTH), WINDOW_FRAMES)  # 2-3 s clips, like the excerpts
@@ -263,8 +264,6 @@ def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str],
         if id(t) not in chosen:
             t.soft = soften(head.predict_proba(embeddings[str(t.path.resolve())]), recipe.temperature)
             t.own_label = False
-            if t.source == "pool":  # no label of its own: drawn as the genre the teacher hears most in it
-                t.genre = genres[int(np.argmax(t.soft.mean(0)))]
     return head
 
 
@@ -312,7 +311,7 @@ def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=
             head = attach_soft_targets(train + valid, teacher, genres, recipe, seed + k)
             teachers.append(teacher_scores(head, held, teacher, genres))
             log(f"fold {k + 1} teacher: {teachers[-1].summary()}")
-            train = train + with_views(views, train, head, recipe)
+            train = pool_pieces(train, genres) + with_views(views, train, head, recipe)
         net = fit(train, valid, genres, recipe, seed + k, log,
                   checkpoints / f"{recipe.name}-fold{k + 1}.pt" if checkpoints else None)
         results.append(score(net, held, genres))
@@ -354,14 +353,15 @@ def main() -> None:
     if args.pool:
         if teacher is None:
             parser.error("--pool needs a distilling recipe: the teacher labels the pool")
-        from train.pool import pool_tracks
-
         pool, embeddings = pool_tracks(args.pool)
         tracks, teacher = tracks + load_features(pool), teacher | embeddings
-        print(f"pool: {len(pool)} labelled files from {args.pool}, training only")
+        hours = sum(t.mel.shape[1] for t in pool) * HOP_LENGTH / SAMPLE_RATE / 3600
+        print(f"pool: {len(pool)} labelled files ({hours:.1f} h) from {args.pool}, training only")
     print(f"{len(tracks)} tracks, {len({t.recording for t in tracks})} recordings, genres: {' '.join(genres)}")
     report = {"recipe": recipe.__dict__, "data": args.data, "seed": args.seed, "genres": genres,
               "machine": training_machine()}
+    if args.pool:
+        report["pool"] = {"folder": str(args.pool), "files": len(pool), "hours": round(hours, 2)}
     args.report.mkdir(parents=True, exist_ok=True)
     report_file = args.report / f"{recipe.name}.json"
 
@@ -380,7 +380,7 @@ def main() -> None:
         train, valid = inner_split(tracks, args.seed)
         if teacher is not None:
             head = attach_soft_targets(tracks, teacher, genres, recipe, args.seed)
-            train = train + with_views(views, train, head, recipe)
+            train = pool_pieces(train, genres) + with_views(views, train, head, recipe)
         net = fit(train, valid, genres, recipe, args.seed,
                   checkpoint=args.checkpoint / f"{recipe.name}-final.pt" if args.checkpoint else None)
         torch.save(net.state_dict(), args.report / f"{recipe.name}.pt")  # for the figures

@@ -151,10 +151,16 @@ def unpack(package: str, out: Path, log=print) -> Path | None:
     return target
 
 
+def member_path(name: str) -> Path | None:
+    """Where a zip member goes inside the folder it is taken out to: its path less any root, `.` or `..` (so nothing
+    lands outside), or None when it is not audio."""
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("/", ".", "..")]
+    return Path(*parts) if parts and Path(parts[-1]).suffix.lower() in AUDIO_EXTENSIONS else None
+
+
 def open_archives(folder: Path, log=print) -> None:
-    """The audio inside every zip archive under `folder`, extracted beside it into ARCHIVE.d/ with its folders (so
-    MUSIC_FOLDER can tell music from sound effects), once: a second run reuses it. A member's path is kept less any
-    root, `.` or `..`, so no member lands outside that folder."""
+    """The audio inside every zip archive under `folder`, taken out beside it into ARCHIVE.d/ with its folders (so
+    MUSIC_FOLDER can tell music from sound effects), once: a second run reuses it."""
     for archive in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ARCHIVES):
         target = archive.with_name(archive.name + ".d")
         if target.is_dir():
@@ -165,12 +171,10 @@ def open_archives(folder: Path, log=print) -> None:
         try:
             with zipfile.ZipFile(archive) as z:
                 for member in z.infolist():
-                    parts = [p for p in PurePosixPath(member.filename.replace("\\", "/")).parts if p not in ("/", ".", "..")]
-                    if not parts or Path(parts[-1]).suffix.lower() not in AUDIO_EXTENSIONS or \
-                            member.file_size > MAX_MEMBER_BYTES:
+                    if (inside := member_path(member.filename)) is None or member.file_size > MAX_MEMBER_BYTES:
                         continue
-                    (partial / Path(*parts)).parent.mkdir(parents=True, exist_ok=True)
-                    with z.open(member) as src, (partial / Path(*parts)).open("wb") as dst:
+                    (partial / inside).parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(member) as src, (partial / inside).open("wb") as dst:
                         shutil.copyfileobj(src, dst)
         except (zipfile.BadZipFile, OSError) as e:
             log(f"  {archive.relative_to(folder)}: not opened: {e}")

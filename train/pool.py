@@ -299,12 +299,11 @@ def main() -> None:
     command.add_argument("--threads", type=int, default=0, help="ONNX Runtime's threads (0: one per core)")
     args = parser.parse_args()
     if args.command == "label":
-        from train.teacher import OnnxTeacher, Teacher
+        from train.teacher import make_teacher
 
-        computed, cached, failed = label(args.pool, Teacher() if args.torch else OnnxTeacher(args.threads))
+        computed, cached, failed = label(args.pool, make_teacher(args.torch, args.threads))
         print(f"{computed} files labelled now, {cached} already labelled, {failed} failed")
         raise SystemExit(1 if failed else 0)
-        return
     args.out.mkdir(parents=True, exist_ok=True)
     work = fetch if args.command == "fetch" else render
     manifest = work(args.package or (PACKAGES if args.command == "fetch" else MIDI_PACKAGES), args.out)

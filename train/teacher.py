@@ -94,6 +94,12 @@ class OnnxTeacher:
                                for i in range(0, len(mel), batch)]).reshape(len(mel), -1)
 
 
+def make_teacher(torch: bool = False, threads: int = 0):
+    """The teacher a command asks for: ONNX Runtime by default (`threads`, 0: one per core), the PyTorch port with
+    `torch`."""
+    return Teacher() if torch else OnnxTeacher(threads)
+
+
 class TensorflowTeacher:
     """The TensorFlow original (musicnn's own graph and checkpoints), restored and checked: the port's reference."""
 
@@ -164,7 +170,7 @@ def main() -> None:
     parser.add_argument("--torch", action="store_true", help="the PyTorch port instead of ONNX Runtime")
     args = parser.parse_args()
     tracks = [t for root in args.data for t in find_tracks(root)]
-    embeddings = embed_tracks(tracks, Teacher() if args.torch else OnnxTeacher())
+    embeddings = embed_tracks(tracks, make_teacher(args.torch))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, paths=np.array(list(embeddings)), **{f"e{i}": e for i, e in enumerate(embeddings.values())})
     print(f"{len(embeddings)} tracks, {sum(len(e) for e in embeddings.values())} windows embedded: {args.out}")

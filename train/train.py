@@ -237,12 +237,17 @@ def fit_head(tracks: list[Track], embeddings: dict, genres: list[str], c: float 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rows = [(e, genres.index(t.genre), group(t)) for t in tracks for e in embeddings[str(t.path.resolve())]]
-    x, y, groups = np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]), [r[2] for r in rows]
+    x, y, groups = head_rows(tracks, embeddings, genres, group)
     head = make_pipeline(StandardScaler(), LogisticRegression(C=c or grid[0], class_weight="balanced", max_iter=2000))
     if c:
         return head.fit(x, y)
     return GridSearchCV(head, {"logisticregression__C": grid}, cv=GroupKFold(3)).fit(x, y, groups=groups).best_estimator_
+
+
+def head_rows(tracks: list[Track], embeddings: dict, genres: list[str], group=lambda track: track.recording):
+    """Every window's embedding, its track's genre and its track's group: (x, y, groups)."""
+    rows = [(e, genres.index(t.genre), group(t)) for t in tracks for e in embeddings[str(t.path.resolve())]]
+    return np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]), [r[2] for r in rows]
 
 
 def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str], recipe: Recipe, seed: int):

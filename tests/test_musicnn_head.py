@@ -9,8 +9,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from train.data import Track
-from train.musicnn_model import fit_head_with_extra, genre_weights
-from train.train import fit_head
+from train.head import ARTIST_HEAD_C, fit_head, fit_head_with_extra, genre_weights
 
 GENRES = ["blues", "disco", "jazz"]
 CENTRES = np.random.default_rng(0).normal(size=(3, 16))
@@ -56,7 +55,7 @@ def test_share_zero_is_the_balanced_head_and_no_others_leave_it_as_it_was():
     ours, embeddings = tracks("gtzan", 6, seed=1)
     head, share = fit_head_with_extra(ours, [], embeddings, GENRES, group)
     assert share == 0.0
-    alone = fit_head(ours, embeddings, GENRES, group=group, grid=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1))
+    alone = fit_head(ours, embeddings, GENRES, group=group, grid=ARTIST_HEAD_C)
     x = np.concatenate(list(embeddings.values()))
     np.testing.assert_allclose(head.predict_proba(x), alone.predict_proba(x))
 
@@ -69,3 +68,21 @@ def test_recordings_of_the_same_genres_get_a_share_and_mislabelled_ones_none():
     wrong, wrong_embeddings = tracks("extra", 20, seed=SEED + 1, mislabelled=True)
     _, share = fit_head_with_extra(ours, wrong, embeddings | wrong_embeddings, GENRES, group)
     assert share == 0.0
+
+
+def test_the_distil_extra_teacher_is_that_head_cross_fitted_and_only_gtzan_labels_teach_the_student():
+    from train.train import RECIPES, attach_soft_targets
+
+    ours, embeddings = tracks("gtzan", 3, seed=SEED)
+    clean, clean_embeddings = tracks("extra", 20, seed=SEED + 1)
+    pool = Track(Path("/pool/a.ogg"), "", "pool:a", "pool", own_label=False)
+    embeddings |= clean_embeddings | {str(pool.path.resolve()): np.random.default_rng(2).normal(size=(5, 16))}
+    head = attach_soft_targets(ours + clean + [pool], embeddings, GENRES, RECIPES["distil-extra"], seed=0, group=group)
+    expected, share = fit_head_with_extra(ours, clean, embeddings, GENRES, group)
+    assert share > 0  # the other datasets' labels do reach the teacher
+    x = np.concatenate(list(embeddings.values()))
+    np.testing.assert_allclose(head.predict_proba(x), expected.predict_proba(x))
+    assert [t.own_label for t in ours + clean + [pool]] == [True] * len(ours) + [False] * (len(clean) + 1)
+    np.testing.assert_allclose(pool.soft, head.predict_proba(embeddings[str(pool.path.resolve())]), rtol=1e-5)
+    for t in ours + clean:  # from heads that did not see them
+        assert not np.allclose(t.soft, head.predict_proba(embeddings[str(t.path.resolve())]), rtol=1e-3)

@@ -33,12 +33,9 @@ from train.evaluate import Scores, score_probabilities
 from train.card import MUSICNN_HEADING, write_card
 from train.export import OPSET, _table, export_onnx
 from train.musicnn import MUSICNN, TeacherNet
+from train.head import EXTRA_SHARES, artist_group, fit_head_with_extra
 from train.teacher import Teacher
-from train.train import ARTIST_DISJOINT, fit_head, head_rows, training_machine
-
-HEAD_C = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)  # the shipped head's choices of C: with artist-grouped validation the
-# choice fell on 1e-4 to 1e-3 (train.train's grid stops at 1e-3)
-EXTRA_SHARES = (0.0, 0.25, 0.5, 0.75)  # of a genre's weight in the head's loss given to other datasets' recordings
+from train.train import ARTIST_DISJOINT, training_machine
 
 
 class MusicnnClassifier(nn.Module):
@@ -83,52 +80,6 @@ def embed(tracks: list[Track], teacher: Teacher, log=print) -> dict[str, np.ndar
         name = f"musicnn-{MUSICNN.short_fill}-{cache_key(track.path)}.npy"  # a short clip's embedding depends on it
         out[str(track.path.resolve())] = cached(CACHE / name, embedding)
     return out
-
-
-def artist_group(folds: list[set[str]]):
-    """A track's artist list (or -1: in none), for choosing C on artists the head did not learn from."""
-    return lambda track: next((k for k, fold in enumerate(folds) if track.recording in fold), -1)
-
-
-def genre_weights(y: np.ndarray, y_extra: np.ndarray, n_genres: int, share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sample weights of the GTZAN rows and the other datasets' rows: every genre weighs the same in all (as
-    class_weight="balanced" does, which share 0 equals), and in a genre the other datasets have, `share` of its
-    weight is theirs. Genres they lack (disco, metal in ../shared/data/extra) stay GTZAN's alone."""
-    ours, theirs = np.bincount(y, minlength=n_genres), np.bincount(y_extra, minlength=n_genres)
-    given = np.where(theirs > 0, share, 0.0)
-    scale = len(y) / n_genres
-    return scale * (1 - given[y]) / ours[y], scale * given[y_extra] / theirs.clip(1)[y_extra]
-
-
-def fit_head_with_extra(train: list[Track], extra: list[Track], embeddings: dict, genres: list[str], group,
-                        shares: tuple = EXTRA_SHARES):
-    """The head on GTZAN's recordings and, where given, other datasets' recordings with their own labels: C chosen
-    on GTZAN alone as before, then the other datasets' share of each genre chosen by holding out each artist group
-    of GTZAN in turn (the other recordings always train, never judge). Returns (head, share)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    head = fit_head(train, embeddings, genres, group=group, grid=HEAD_C)
-    if not extra:
-        return head, 0.0
-    c = head.get_params()["logisticregression__C"]
-    x, y, groups = head_rows(train, embeddings, genres, group)
-    x_extra, y_extra, _ = head_rows(extra, embeddings, genres)
-
-    def fitted(share: float, rows: np.ndarray):
-        weight, weight_extra = genre_weights(y[rows], y_extra, len(genres), share)
-        used = weight_extra > 0
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(
-            np.concatenate([x[rows], x_extra[used]]), np.concatenate([y[rows], y_extra[used]]),
-            logisticregression__sample_weight=np.concatenate([weight, weight_extra[used]]))
-
-    splits = list(GroupKFold(3).split(x, y, groups))
-    accuracy = {share: np.mean([fitted(share, fit).score(x[judge], y[judge]) for fit, judge in splits])
-                for share in shares}
-    share = max(shares, key=lambda s: accuracy[s])  # the first (smallest) of equals
-    return fitted(share, np.arange(len(y))), share
 
 
 def cross_validate(tracks: list[Track], embeddings: dict, genres: list[str], folds: list[set[str]],

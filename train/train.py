@@ -16,7 +16,7 @@ and its input:
   teacher is musicnn's embeddings with a linear genre head fitted, in every fold, on that fold's GTZAN training
   recordings only (GTZAN's label convention, the one evaluated on). Each GTZAN track's soft targets come from a head
   that did not see it; the other audio is labelled by the teacher alone, its own labels unused.
-- `distil-extra`: `distil` with `--model musicnn`'s head as the teacher: it learns from the other datasets' labels
+- `distil-extra`: `distil` with a teacher's head made as `--model musicnn`'s is: it learns from the other datasets' labels
   too (on artists never heard that head names 74.5 % of clips against 68.6 % on GTZAN's labels alone).
 - `views`: `distil`, plus views of the training audio (mixes, speed, gain, EQ, 2-3 s cuts; train/views.py) that the
   teacher labels on exactly the audio the student hears.
@@ -85,7 +85,7 @@ RECIPES = {
     # and mixes; an epoch is every track and view once, so far fewer epochs. Artist-disjoint, 10 epochs: 33.5 % of
     # clips (distil with as many examples, first two folds: 41.5 / 38.1 % against 33.9 / 28.6 %); the long schedule
     # is still to be run.
-    # `distil` with the teacher's head of `--model musicnn`: it learns from the other datasets' recordings too, with
+    # `distil` with a teacher's head made as `--model musicnn`'s is: it learns from the other datasets' recordings too, with
     # their own labels at a share of each genre, and C and the share are chosen on held-out training artists.
     "distil-extra": Recipe("distil-extra", max_epochs=350, min_epochs=350, lr=0.03, dropout=0.3, balance=True,
                            short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98, distil=0.7,

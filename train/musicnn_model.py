@@ -33,7 +33,7 @@ from train.evaluate import Scores, score_probabilities
 from train.card import MUSICNN_HEADING, write_card
 from train.export import OPSET, _table, export_onnx
 from train.musicnn import MUSICNN, TeacherNet
-from train.head import EXTRA_SHARES, artist_group, fit_head_with_extra
+from train.head import EXTRA_SHARES, artist_group, by_recording, fit_head_with_extra, head_c
 from train.teacher import Teacher
 from train.train import ARTIST_DISJOINT, training_machine
 
@@ -131,7 +131,7 @@ def card(path: Path, genres: list[str], cv: dict | None, head, tracks: int, extr
         "extractor centres its frames (librosa's default); a stream has no start to centre on, so here, as for the "
         "paper model, frames are uncentred, and the head learned on exactly these windows.",
         f"- head: standardised logistic regression, every genre weighing the same (C = "
-        f"{head.get_params()['logisticregression__C']}, chosen by cross-validation grouped by artist list: "
+        f"{head_c(head)}, chosen by cross-validation grouped by artist list: "
         f"validation artists unheard) on the {tracks} GTZAN tracks here"
         + (f" and {extra} recordings of other datasets ({', '.join(f'`{r}`' for r in extra_roots)}) with their own "
            f"labels, given {share:.0%} of the weight of "
@@ -174,7 +174,7 @@ def main() -> None:
     cv = cross_validate(tracks, embeddings, genres, artist_folds(args.split), extra) if args.split else None
     if cv:
         print(f"cross-validated ({ARTIST_DISJOINT}): {cv['summary']}")
-    group = artist_group(artist_folds(args.split)) if args.split else lambda track: track.recording
+    group = artist_group(artist_folds(args.split)) if args.split else by_recording
     head, share = fit_head_with_extra(tracks, extra, embeddings, genres, group)
     path = args.out / SHIPPED["musicnn"]
     export(head, genres, teacher.net.cpu(), path, np.concatenate(list(embeddings.values())[:20]))

@@ -201,3 +201,20 @@ def test_training_resumes_from_its_checkpoint_to_the_weights_of_an_uninterrupted
     fresh = fit(tracks[:16], tracks[16:], genres, Recipe(**{**recipe.__dict__, "max_epochs": 3}), seed=3,
                 log=lambda *_: None)
     assert any(not torch.equal(a, b) for a, b in zip(whole.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_one_fold_alone_scores_as_it_does_in_the_whole_cross_validation():
+    """`--fold N` (a long run split across sessions) trains fold N on the same sides and seed as the whole run."""
+    from train.data import group_folds
+    from train.train import cross_validate
+
+    tracks, genres = tiny_dataset(), ["slow", "fast"]
+    for t in tracks:
+        t.recording = f"gtzan:{t.recording}"  # folds are made of GTZAN recordings
+    recipe = Recipe("test", max_epochs=2, patience=10, batch=4, lr=0.03)
+    folds = group_folds(tracks, 3, seed=0)
+    quiet = lambda *_: None  # noqa: E731
+    whole = cross_validate(tracks, genres, recipe, folds, seed=0, log=quiet)
+    alone = cross_validate(tracks, genres, recipe, folds, seed=0, log=quiet, only=2)
+    assert len(whole["folds"]) == 3 and alone["folds"] == whole["folds"][1:2]
+    assert alone["confusion"]["windows"] != whole["confusion"]["windows"]

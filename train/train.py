@@ -308,11 +308,14 @@ def fold_sides(tracks: list[Track], folds: list[set[str]], seed: int):
 
 
 def cross_validate(tracks, genres, recipe, folds: list[set[str]], seed, teacher=None, views=None, log=print,
-                   checkpoints: Path | None = None) -> dict:
+                   checkpoints: Path | None = None, only: int | None = None) -> dict:
     """Cross-validation over the given folds of recordings; non-GTZAN audio only trains. When distilling, the teacher
-    is fitted on each fold's training side too and scored beside the student."""
+    is fitted on each fold's training side too and scored beside the student. With `only` (1-based), just that fold,
+    on the same sides and seed as in the whole run: a long run can be split across sessions or machines."""
     results, teachers = [], []
     for k, (train, valid, held) in enumerate(fold_sides(tracks, folds, seed)):
+        if only is not None and k + 1 != only:
+            continue
         log(f"fold {k + 1}/{len(folds)}: {len(held)} tracks held out, {len(valid)} validate, {len(train)} train")
         if teacher is not None:
             head = attach_soft_targets(train + valid, teacher, genres, recipe, seed + k, artist_group(folds))
@@ -337,6 +340,7 @@ def main() -> None:
                         "test_filtered.txt): cross-validate on them, artist-disjoint (what every reported figure is)")
     parser.add_argument("--folds", type=int, default=5, help="without --split: k folds by recording (they share "
                         "artists, so they flatter the model); 0 skips cross-validation")
+    parser.add_argument("--fold", type=int, help="cross-validate on this fold alone (1-based), as in the whole run")
     parser.add_argument("--final", action="store_true", help="then train on all data and export to --out")
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--teacher", type=Path, help="teacher embeddings (python -m train.teacher), for `distil`")
@@ -370,7 +374,7 @@ def main() -> None:
     if args.pool:
         report["pool"] = {"folder": str(args.pool), "files": len(pool), "hours": round(hours, 2)}
     args.report.mkdir(parents=True, exist_ok=True)
-    report_file = args.report / f"{recipe.name}.json"
+    report_file = args.report / (f"{recipe.name}-fold{args.fold}.json" if args.fold else f"{recipe.name}.json")
 
     if args.folds:
         if args.split:
@@ -378,7 +382,7 @@ def main() -> None:
         else:
             folds, protocol = group_folds(tracks, args.folds, args.seed), BY_RECORDING
         report["cv"] = cross_validate(tracks, genres, recipe, folds, args.seed, teacher, views,
-                                      checkpoints=args.checkpoint) | {"protocol": protocol}
+                                      checkpoints=args.checkpoint, only=args.fold) | {"protocol": protocol}
         print(f"cross-validated ({protocol}): {report['cv']['summary']}")
     report_file.write_text(json.dumps(report, indent=1))
     if args.final:

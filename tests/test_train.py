@@ -218,3 +218,19 @@ def test_one_fold_alone_scores_as_it_does_in_the_whole_cross_validation():
     alone = cross_validate(tracks, genres, recipe, folds, seed=0, log=quiet, only=2)
     assert len(whole["folds"]) == 3 and alone["folds"] == whole["folds"][1:2]
     assert alone["confusion"]["windows"] != whole["confusion"]["windows"]
+
+
+def test_every_shipped_graph_loads_on_the_oldest_onnxruntime_the_project_admits():
+    """pyproject admits onnxruntime 1.18, which reads IR versions up to 10 and opsets up to 21 (onnxruntime's
+    version matrix): a graph stamped newer loads here and fails there (the content model at IR 14 failed on 1.30)."""
+    import re
+    from importlib.resources import files
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'"onnxruntime>=([\d.]+)"', pyproject).group(1) == "1.18"
+    graphs = sorted(Path(str(files("streamgenre.engines"))).glob("*.onnx"))
+    assert len(graphs) == 3
+    for path in graphs:
+        proto = onnx.load(path, load_external_data=False)
+        assert proto.ir_version <= 10, path.name
+        assert all(o.version <= 21 for o in proto.opset_import if o.domain in ("", "ai.onnx")), path.name

@@ -25,6 +25,8 @@ from streamgenre.model import file_sha256
 from train.card import CONTENT_HEADING as HEADING, write_card
 
 OPSET = 17  # what TensorRT 8.6 and later parse, as for the genre models
+IR_VERSION = 8  # what torch.onnx writes at opset 17, as for the genre models; onnx 1.23's default, 14, needs
+#                 onnxruntime 1.32 (1.30 refuses it), and pyproject admits 1.18, which reads up to IR 10
 
 HDF5 = Path(__file__).resolve().parents[2] / "shared/models/inaspeechsegmenter/keras_speech_music_noise_cnn.hdf5"
 HDF5_SHA256 = "f04b5e3c86fa2e81666d106b0867350fe7858c7bd006c2a74c27b5b45507e7d8"
@@ -116,7 +118,8 @@ def build_graph(layers, params: ContentParams) -> onnx.ModelProto:
         [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["batch", 1, params.net_bands, params.patch_frames])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(params.labels)])],
         weights)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="streamgenre")
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
+                             producer_name="streamgenre")
 
 
 def flush(nodes, pending, x: str, constant, out: str) -> str:

@@ -110,3 +110,18 @@ def test_shared_gtzan_and_its_splits():
     assert [len(s) for s in splits] == [443, 197, 290]
     assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
     assert len({t.recording for t in tracks} & set().union(*splits)) == 383  # the rest only ever train
+
+
+def test_a_fold_that_is_not_there_is_refused_in_one_line(tmp_path):
+    """`train.train --fold N` outside the folds would train nothing; it is an error instead (exit 2)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    names = [f"genres/{g}/{g}.{i:05d}.wav" for g in GTZAN_GENRES[:2] for i in range(6)]
+    root = make_files(tmp_path, names, seconds=0.5)
+    run = subprocess.run([sys.executable, "-m", "train.train", "--data", str(root), "--folds", "3", "--fold", "4",
+                          "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parents[1])
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines()[-1] == "train.py: error: --fold 4: the folds are 1 to 3"

@@ -351,6 +351,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a folder: checkpoint every epoch there, and resume from it")
     args = parser.parse_args()
 
+    if args.fold is not None and not args.folds:
+        parser.error("--fold needs cross-validation (--split, or --folds K)")
     recipe = RECIPES[args.recipe]
     if args.max_epochs:
         recipe.max_epochs = args.max_epochs
@@ -381,6 +383,8 @@ def main() -> None:
             folds, protocol = artist_folds(args.split), ARTIST_DISJOINT
         else:
             folds, protocol = group_folds(tracks, args.folds, args.seed), BY_RECORDING
+        if args.fold is not None and not 1 <= args.fold <= len(folds):
+            parser.error(f"--fold {args.fold}: the folds are 1 to {len(folds)}")
         report["cv"] = cross_validate(tracks, genres, recipe, folds, args.seed, teacher, views,
                                       checkpoints=args.checkpoint, only=args.fold) | {"protocol": protocol}
         print(f"cross-validated ({protocol}): {report['cv']['summary']}")

@@ -234,3 +234,45 @@ def test_every_shipped_graph_loads_on_the_oldest_onnxruntime_the_project_admits(
         proto = onnx.load(path, load_external_data=False)
         assert proto.ir_version <= 10, path.name
         assert all(o.version <= 21 for o in proto.opset_import if o.domain in ("", "ai.onnx")), path.name
+
+
+def test_the_teachers_embedding_is_learnt_standardised_and_resumes_with_its_probe(tmp_path):
+    """`distil-embedding`: every training window carries the teacher's embedding standardised over the training
+    windows; the student learns the task with the extra loss; and the training-only probe is part of the checkpoint
+    (a resumed run without it would end with other weights)."""
+    tracks, genres = tiny_dataset(), ["slow", "fast"]
+    embeddings = {str(t.path.resolve()): band_means(t) for t in tracks}
+    recipe = Recipe("test", max_epochs=10, patience=10, batch=4, lr=0.03, distil=0.7, temperature=2.0, embedding=1.0)
+    attach_soft_targets(tracks[:16], embeddings, genres, recipe, seed=0)
+    every = np.concatenate([t.embedding for t in tracks[:16]])
+    np.testing.assert_allclose(every.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(every.std(0), 1, atol=1e-3)
+    assert all(t.embedding is None for t in tracks[16:])  # held out: no statistics from them
+    net = fit(tracks[:16], tracks[16:], genres, recipe, seed=0, log=lambda *_: None)
+    assert score(net, tracks[16:], genres).accuracy("windows") >= 0.9
+
+    recipe = Recipe(**{**recipe.__dict__, "max_epochs": 4, "ema": 0.5, "cosine": True})
+    whole = fit(tracks[:16], tracks[16:], genres, recipe, seed=1, log=lambda *_: None, checkpoint=tmp_path / "w.pt")
+    probe = torch.load(tmp_path / "w.pt", weights_only=False)["probe"]
+    assert probe["weight"].shape == (every.shape[1], 32)
+
+    def stop_after_two(line):
+        if line.strip().startswith("epoch 2:"):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        fit(tracks[:16], tracks[16:], genres, recipe, seed=1, log=stop_after_two, checkpoint=tmp_path / "cut.pt")
+    resumed = fit(tracks[:16], tracks[16:], genres, recipe, seed=1, log=lambda *_: None, checkpoint=tmp_path / "cut.pt")
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_embedding_loss_counts_only_the_windows_that_have_one():
+    from train.train import embedding_loss
+
+    tracks = tiny_dataset()[:3]
+    tracks[0].embedding, tracks[1].embedding = np.ones((5, 4), np.float32), np.zeros((5, 4), np.float32)
+    predicted = torch.zeros(3, 4)
+    # the first has its window 2 (all ones: error 1 per value), the second none drawn, the third no embedding
+    assert torch.isclose(embedding_loss(predicted, tracks, (2, -1, 0)), torch.tensor(1 / 3))
+    assert embedding_loss(predicted, tracks[1:], (-1, 0)) == 0

@@ -39,6 +39,7 @@ class Track:
     mel: np.ndarray | None = None  # (N_MELS, n_frames) log-mel, filled by load_features
     soft: np.ndarray | None = None  # teacher probabilities at each of window_starts(), when distilling
     own_label: bool = True  # False: the teacher's soft targets alone train on it (audio of another label convention)
+    embedding: np.ndarray | None = None  # the teacher's standardised embedding at each of window_starts(), if learnt
 
     @property
     def is_excerpt(self) -> bool:

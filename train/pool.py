@@ -270,8 +270,10 @@ def pool_pieces(tracks: list[Track], genres: list[str], windows: int = PIECE_WIN
         for part in np.array_split(np.arange(len(track.soft)), max(1, len(track.soft) // windows)):
             first, last = part[0] * STEP_FRAMES, part[-1] * STEP_FRAMES + WINDOW_FRAMES
             soft = track.soft[part[0] : part[-1] + 1]
+            embedding = None if track.embedding is None else track.embedding[part[0] : part[-1] + 1]
             mel = track.mel if len(part) == len(track.soft) else track.mel[:, first:last]
-            out.append(dataclasses.replace(track, mel=mel, soft=soft, genre=genres[int(np.argmax(soft.mean(0)))]))
+            out.append(dataclasses.replace(track, mel=mel, soft=soft, embedding=embedding,
+                                           genre=genres[int(np.argmax(soft.mean(0)))]))
     return out
 
 

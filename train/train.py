@@ -30,7 +30,7 @@ import argparse
 import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +93,13 @@ RECIPES = {
     "distil-extra": Recipe("distil-extra", max_epochs=350, min_epochs=350, lr=0.03, dropout=0.3, balance=True,
                            short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98, distil=0.7,
                            temperature=1.0, head_extra=True),
-    # `distil-extra`, and the student's 32 hidden values also learn to predict the teacher's whole 456-value embedding
-    # of the window through a linear map used in training only (feature distillation): far more to learn from per
-    # window than ten probabilities, for a student that memorises its few recordings. Weight 1: untuned.
-    "distil-embedding": Recipe("distil-embedding", max_epochs=350, min_epochs=350, lr=0.03, dropout=0.3, balance=True,
-                               short_crops=0.5, gain_db=6.0, masks=True, cosine=True, ema=0.98, distil=0.7,
-                               temperature=1.0, head_extra=True, embedding=1.0),
     "views": Recipe("views", max_epochs=10, min_epochs=10, lr=0.03, dropout=0.3, balance=True, short_crops=0.5,
                     masks=True, cosine=True, ema=0.98, distil=0.7, temperature=1.0, head_gtzan_only=True, views=8000),
 }
+# `distil-extra`, and the student's 32 hidden values also learn to predict the teacher's whole 456-value embedding of
+# the window through a linear map used in training only (feature distillation): far more to learn from per window than
+# ten probabilities, for a student that memorises its few recordings. Weight 1: untuned.
+RECIPES["distil-embedding"] = replace(RECIPES["distil-extra"], name="distil-embedding", embedding=1.0)
 ARTIST_DISJOINT = "artist-disjoint: the three fault-filtered GTZAN lists as folds"
 BY_RECORDING = "by recording: the folds share artists, so the figures flatter the model"
 
@@ -313,10 +311,11 @@ def attach_soft_targets(train: list[Track], embeddings: dict, genres: list[str],
 def attach_embeddings(train: list[Track], embeddings: dict) -> None:
     """Each training track's teacher embedding at every window, standardised per value over these tracks' windows
     (no held-out audio enters the statistics)."""
-    every = np.concatenate([embeddings[str(t.path.resolve())] for t in train])
+    own = [embeddings[str(t.path.resolve())] for t in train]
+    every = np.concatenate(own)
     mean, std = every.mean(0), every.std(0) + 1e-6
-    for t in train:
-        t.embedding = ((embeddings[str(t.path.resolve())] - mean) / std).astype(np.float32)
+    for t, values in zip(train, own):
+        t.embedding = ((values - mean) / std).astype(np.float32)
 
 
 def with_views(views, train: list[Track], head, recipe: Recipe) -> list[Track]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,15 @@ def music_file(tmp_path_factory, music) -> Path:
     path = tmp_path_factory.mktemp("audio") / "music.wav"
     soundfile.write(path, music, 22050)
     return path
+
+
+def poll(read, done=bool, timeout: float = 10.0, every: float = 0.1):
+    """`read()` every `every` seconds until `done` holds for what it returned or `timeout` seconds have passed; its
+    last value, for the test to assert on: a test waits as long as the daemon needs and no longer."""
+    deadline = time.monotonic() + timeout
+    while not done(value := read()) and time.monotonic() < deadline:
+        time.sleep(every)
+    return value
 
 
 def write_audio(path: Path, audio: np.ndarray, rate: int = 22050) -> Path:

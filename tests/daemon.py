@@ -20,6 +20,8 @@ import urllib.request
 import numpy as np
 from websockets.asyncio.client import connect
 
+from conftest import SHARED_MUSIC, synth_music, write_audio
+
 
 def http_get(port: int, path: str) -> tuple[int, str]:
     """A plain HTTP GET to the daemon: (status, body), error statuses included."""
@@ -86,6 +88,22 @@ def collect(port: int, until, timeout: float, send: list | None = None, raw: boo
 
 def predictions(messages, stream: str | None = None) -> list[dict]:
     return [m for _, m in messages if m["type"] == "prediction" and (stream is None or m["stream"] == stream)]
+
+
+def music_files(tmp_path, count: int) -> list:
+    """`count` files of music for streams that run through a whole test: real music where ../shared has some (the
+    longer files first come, repeated where there are fewer), else synthetic music."""
+    if SHARED_MUSIC:
+        found = [p for p in SHARED_MUSIC if p.stat().st_size > 200_000] or SHARED_MUSIC
+        return [found[i % len(found)] for i in range(count)]
+    return [write_audio(tmp_path / f"m{i}.wav", np.tile(synth_music(20.0, seed=i), 4)) for i in range(count)]
+
+
+def shard_pids(port: int) -> dict[str, int]:
+    """Each running shard's (or worker's) process id, as /metrics names them."""
+    metrics = http_get(port, "/metrics")[1]
+    return {shard: int(pid) for pid, shard in re.findall(r'streamgenre_shard_up\{node="[^"]*",pid="(\d+)",'
+                                                        r'shard="(\d+)"\} 1.0', metrics)}
 
 
 def kill_a_shard_and_see_its_streams_resume(port: int, shard: int, streams: str, others: str) -> None:

@@ -10,14 +10,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pytest
 
-from conftest import SHARED_MUSIC, synth_music, write_audio
-from daemon import (collect, http_get, kill_a_shard_and_see_its_streams_resume, predictions, reload_and_see,
-                    running_daemon)
+from conftest import poll
+from daemon import (collect, http_get, kill_a_shard_and_see_its_streams_resume, music_files, predictions,
+                    reload_and_see, running_daemon, shard_pids)
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
 
@@ -50,13 +48,6 @@ def listening_addresses() -> set[str]:
     return found
 
 
-def music_files(tmp_path, count: int) -> list:
-    """Real music where ../shared has some (long enough to play through the test), else synthetic music."""
-    if SHARED_MUSIC:
-        return [p for p in SHARED_MUSIC if p.stat().st_size > 200_000][:count] or SHARED_MUSIC[:count]
-    return [write_audio(tmp_path / f"m{i}.wav", np.tile(synth_music(20.0, seed=i), 4)) for i in range(count)]
-
-
 def write_config(path, sources: dict) -> None:
     lines = ["shard_cpus = 0.5", "history = \"off\""]
     for name, file in sources.items():
@@ -68,8 +59,6 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
     if rerun_in_loopback_namespace("test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload"):
         return
     files = music_files(tmp_path, 4)
-    while len(files) < 4:
-        files.append(files[0])
     config = tmp_path / "streamgenre.toml"
     write_config(config, {"a": files[0], "b": files[1], "c": files[2]})
     with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config)) as (port, proc):
@@ -92,12 +81,6 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
     assert proc.returncode == 0
 
 
-def shard_pids(port: int) -> dict[str, int]:
-    metrics = http_get(port, "/metrics")[1]
-    return {shard: int(pid) for pid, shard in re.findall(r'streamgenre_shard_up\{node="[^"]*",pid="(\d+)",'
-                                                        r'shard="(\d+)"\} 1.0', metrics)}
-
-
 def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_path):
     if rerun_in_loopback_namespace("test_a_coordinator_killed_and_restarted_finds_its_shards_still_running"):
         return
@@ -114,7 +97,7 @@ def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_p
     try:
         files = music_files(tmp_path, 2)
         config = tmp_path / "streamgenre.toml"
-        write_config(config, {"a": files[0], "b": files[-1]})
+        write_config(config, {"a": files[0], "b": files[1]})
         both = lambda ms: all(len(predictions([(0, m) for m in ms], s)) >= 2 for s in "ab")  # noqa: E731
         with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config), env=env) as (port, proc):
             collect(port, both, timeout=90)
@@ -128,10 +111,8 @@ def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_p
             got = collect(port, both, timeout=60)
             assert shard_pids(port) == before  # found, not started anew
         assert all(len(predictions(got, s)) >= 2 for s in "ab")
-        deadline = time.monotonic() + 20  # a clean stop stops the shards too
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in before.values()):
-            time.sleep(0.5)
-        assert not any(os.path.exists(f"/proc/{pid}") for pid in before.values())
+        running = lambda: [pid for pid in before.values() if os.path.exists(f"/proc/{pid}")]  # noqa: E731
+        assert not poll(running, lambda left: not left, timeout=20, every=0.5)  # a clean stop stops the shards too
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
 
@@ -144,8 +125,6 @@ def test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_pla
                                    "says_so"):
         return
     files = music_files(tmp_path, 3)
-    while len(files) < 3:
-        files.append(files[0])
     sources = {"a": files[0], "b": files[1], "c": files[2]}
     cpus = os.cpu_count()
     if cpus > 2:
@@ -161,10 +140,8 @@ def test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_pla
     write_config(config, sources)
     config.write_text(config.read_text().replace("shard_cpus = 0.5", "shard_cpus = 1"))
     with running_daemon("--cluster", "ray", "--shard-size", "1", "--config", str(config)) as (port, proc):
-        deadline, health = time.monotonic() + 90, (0, "")
-        while "waiting for resources" not in health[1] and time.monotonic() < deadline:
-            time.sleep(1)
-            health = http_get(port, "/healthz")
+        health = poll(lambda: http_get(port, "/healthz"), lambda h: "waiting for resources" in h[1], timeout=90,
+                      every=1)
         metrics = http_get(port, "/metrics")[1]
     assert health[0] == 503 and re.search(r"shard \d waiting for resources: needs 1 CPU, the cluster has 0 free",
                                           health[1]), health

@@ -3,13 +3,12 @@ state and its timeline from the genre log; under the same access rules as the ov
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from browser import CHROMIUM, read_page
-from conftest import SHARED_MUSIC, synth_music, synth_speech, write_audio
+from conftest import SHARED_MUSIC, poll, synth_music, synth_speech, write_audio
 from daemon import http_get, running_daemon
 
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
@@ -30,13 +29,12 @@ def test_the_dashboard_shows_every_stream_live_with_its_timeline(tmp_path):
     names = ["studio", "jazz.fm", "night", "news"]
     specs = [f"{n}={p}" for n, p in zip(names, [*songs, talk])] + [f"backup={tmp_path / 'missing.ogg'}"]
     with running_daemon(*specs) as (port, _):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = json.loads(http_get(port, "/api/now")[1])
-            status, history = http_get(port, "/api/history?stream=news")  # 503 until the log's file is made
-            if all(now[n] for n in names) and status == 200 and json.loads(history)["segments"]:
-                break
-            time.sleep(0.5)
+        def logged() -> bool:  # /api/history says 503 until the log's file is made
+            status, history = http_get(port, "/api/history?stream=news")
+            return status == 200 and bool(json.loads(history)["segments"])
+
+        now = poll(lambda: json.loads(http_get(port, "/api/now")[1]),
+                   lambda now: all(now[n] for n in names) and logged(), timeout=30, every=0.5)
         state, png = read_page(f"http://127.0.0.1:{port}/dashboard?hours=0.005", CARDS,
                                lambda s: len(s["cards"]) == 5 and all(c["now"] != "…" for c in s["cards"]
                                                                       if c["name"] != "backup")

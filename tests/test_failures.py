@@ -5,6 +5,7 @@ import time
 
 import onnx
 
+from conftest import poll
 from streamgenre.backends import create_engine
 from streamgenre.frontend import _constants, create_frontend
 from streamgenre.logs import RepeatFilter
@@ -33,10 +34,8 @@ def test_a_failing_tick_is_reported_and_the_pipeline_goes_on(tmp_path, music_fil
     messages, problems = [], []
     pipeline = Pipeline(streams, create_frontend("cpu"), create_engine(model, "onnx"), model.genres, messages.append)
     pipeline.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(m["type"] == "prediction" for m in messages):
-        problems.append(pipeline.problem())
-        time.sleep(0.05)
+    poll(lambda: problems.append(pipeline.problem()), lambda _: any(m["type"] == "prediction" for m in messages),
+         timeout=20, every=0.05)
     errors = pipeline.metrics.registry.get_sample_value("streamgenre_pipeline_tick_errors_total")
     pipeline.stop()
     assert errors >= 1

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from onnxruntime import __version__ as ort_version
 
-from conftest import SHARED_MUSIC, step_spans, synth_music, write_audio
+from conftest import SHARED_MUSIC, poll, step_spans, synth_music, write_audio
 from daemon import running_daemon
 from streamgenre import audio
 from streamgenre.backends import create_engine
@@ -138,9 +138,7 @@ def test_pipeline_with_the_gpu_frontend_matches_whole_file_classification(music_
     messages = []
     pipeline = Pipeline(streams, create_frontend("gpu"), engine, model.genres, messages.append)
     pipeline.start()
-    deadline = time.monotonic() + 60
-    while not all(s.exhausted for s in streams) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: all(s.exhausted for s in streams), timeout=60, every=0.05)
     time.sleep(0.3)
     pipeline.stop()
     want = create_engine(model, "onnx").infer(windows(log_mel(audio.load_audio(music_file))))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import SHARED_MUSIC, synth_music, write_audio
+from conftest import SHARED_MUSIC, poll, synth_music, write_audio
 from daemon import collect, free_port, http_get, predictions, running_daemon
 from streamgenre.audio import load_audio
 from streamgenre.backends import create_engine
@@ -191,11 +191,13 @@ def test_two_pieces_one_after_the_other_are_two_segments_cut_at_the_change(tmp_p
     soundfile.write(song, audio, PAPER.sample_rate, subtype="FLOAT")
     history = tmp_path / "h.sqlite3"
     windows = 1 + (len(audio) - PAPER.window_samples) // PAPER.step_samples
-    with running_daemon(f"two={song}", "--config", config(tmp_path, str(history), average="last:1")) as (port, proc):
-        got = collect(port, lambda ms: len([m for m in ms if m["type"] == "prediction"]) >= windows, timeout=45)
+    every_window = f'streamgenre_windows_total{{stream="two"}} {windows}.0'  # --fast: by the recording's own clock
+    with running_daemon(f"two={song}", "--fast", "--config", config(tmp_path, str(history), average="last:1")) as (
+            port, proc):
+        metrics = poll(lambda: http_get(port, "/metrics")[1], lambda m: every_window in m, timeout=45, every=0.5)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
-    assert len(predictions(got)) == windows
+    assert every_window in metrics
     first, second = read_segments(str(history))
     assert (first["genre"], second["genre"]) == tuple(genres) and first["closed"] and second["closed"]
     assert abs(second["start_time"] - first["start_time"] - 12.0) <= PAPER.window_seconds  # to a window
@@ -382,12 +384,9 @@ def test_fast_logs_a_recording_by_its_own_clock(tmp_path):
     with running_daemon(f"show={recording}", *copies, "--fast", "--history", str(history)) as (port, proc):
         ended = lambda ms: sum(m["type"] == "status" and m["event"] == "ended" for m in ms) == 31
         collect(port, ended, timeout=90)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the rings the files filled are still being classified
-            metrics = http_get(port, "/metrics")[1]
-            if re.findall(r'streamgenre_windows_total\{stream="\w+"\} (\S+)', metrics) == ["39.0"] * 31:
-                break
-            time.sleep(0.5)
+        metrics = poll(lambda: http_get(port, "/metrics")[1],  # the rings the files filled are still being classified
+                       lambda m: re.findall(r'streamgenre_windows_total\{stream="\w+"\} (\S+)', m) == ["39.0"] * 31,
+                       timeout=60, every=0.5)
         time.sleep(1.5)  # the last windows reach the log
         late = [float(n) for n in re.findall(r'streamgenre_late_windows_total\{stream="\w+"\} (\S+)', metrics)]
         assert len(late) == 31 and sum(late) <= 0.1 * 31 * 39  # all 39 of each, before; now the first tick's few

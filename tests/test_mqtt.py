@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import synth_music, write_audio
+from conftest import poll, synth_music, write_audio
 from daemon import free_port, running_daemon
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if shutil.which("/usr/sbin/mosquitto") else None)
@@ -59,13 +59,9 @@ class Subscriber:
         self.client.loop_start()
 
     def wait(self, found, timeout: float):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [m for m in list(self.messages) if found(*m)]
-            if hits:
-                return hits
-            time.sleep(0.1)
-        raise AssertionError(f"not received in {timeout} s; got {[m[:2] for m in self.messages][-20:]}")
+        hits = poll(lambda: [m for m in list(self.messages) if found(*m)], timeout=timeout)
+        assert hits, f"not received in {timeout} s; got {[m[:2] for m in self.messages][-20:]}"
+        return hits
 
     def stop(self):
         self.client.loop_stop()

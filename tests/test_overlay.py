@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from browser import CHROMIUM, read_page
-from conftest import SHARED_MUSIC, synth_music, synth_speech, write_audio
+from conftest import SHARED_MUSIC, poll, synth_music, synth_speech, write_audio
 from daemon import running_daemon
 
 
@@ -28,10 +28,7 @@ def test_http_routes(music_file, tmp_path):
         assert status == 200 and kind.startswith("text/html") and "new WebSocket" in page
         assert "http://" not in page.replace("location.protocol", "") and "https://" not in page  # nothing external
         assert get(port, "/")[2] == page
-        deadline = time.monotonic() + 10
-        while json.loads(get(port, "/api/now")[2])["song"] is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        now = json.loads(get(port, "/api/now")[2])
+        now = poll(lambda: json.loads(get(port, "/api/now")[2]), lambda now: now["song"], every=0.2)
         assert now["song"]["type"] == "prediction" and now["song"]["genre"] and now["gone"] is None
         status, _, health = get(port, "/healthz")
         assert status == 503 and "gone" in health and "no such file" in health
@@ -95,9 +92,7 @@ def test_overlay_shows_the_current_state_at_once_and_picks_a_live_stream(tmp_pat
     short = write_audio(tmp_path / "short.wav", synth_music(4.0, seed=10))
     long = write_audio(tmp_path / "long.wav", synth_music(40.0, seed=11))
     with running_daemon(f"short={short}", f"long={long}", "--once") as (port, _):
-        deadline = time.monotonic() + 20
-        while not json.loads(get(port, "/api/now")[2])["long"] and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll(lambda: json.loads(get(port, "/api/now")[2])["long"], timeout=20, every=0.2)
         time.sleep(2.0)  # short's one window is long sent and the file has ended
         ended, _ = read_overlay(port, "stream=short", lambda state: state["genre"] != "…")
         picked, _ = read_overlay(port, "", lambda state: state["genre"] != "…")

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import poll
 from streamgenre.audio import load_audio
 from streamgenre.frontend import PAPER
 from streamgenre.backends import create_engine
@@ -50,10 +51,9 @@ def test_pipeline_batches_streams_and_matches_whole_file_classification(music_fi
     pipeline = Pipeline(streams, create_frontend("cpu"), engine, model.genres, messages.append)
     want = engine.infer(windows(log_mel(load_audio(music_file))))
     pipeline.start()
-    deadline = time.monotonic() + 30
     ended = lambda: sum(m["type"] == "status" and m["event"] == "ended" for m in messages)  # noqa: E731
-    while not (all(s.seq == len(want) for s in streams) and ended() == 3) and time.monotonic() < deadline:
-        time.sleep(0.05)  # every window through the engine thread, and every file's end reported
+    poll(lambda: all(s.seq == len(want) for s in streams) and ended() == 3, timeout=30, every=0.05)  # every window
+    # through the engine thread, and every file's end reported
     pipeline.stop()
     for s in streams:
         got = [m for m in messages if m["type"] == "prediction" and m["stream"] == s.name]
@@ -103,9 +103,7 @@ def test_every_nth_window_is_the_same_window_and_the_average_keeps_its_seconds(m
     messages = []
     pipeline = Pipeline([stream], create_frontend("cpu"), engine, model.genres, messages.append)
     pipeline.start()
-    deadline = time.monotonic() + 30
-    while stream.seq < len(want[::3]) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: stream.seq >= len(want[::3]), timeout=30, every=0.05)
     pipeline.stop()
     got = [m for m in messages if m["type"] == "prediction"]
     assert len(got) == len(want[::3])

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from conftest import synth_music, write_audio
+from conftest import poll, synth_music, write_audio
 from daemon import running_daemon
 from websockets.asyncio.client import connect
 
@@ -56,10 +56,7 @@ def rss_mb(pid: int) -> float:
 
 def rss_once(pid: int, reached, timeout: float) -> float:
     """The daemon's resident memory once `reached(rss)` holds, or when `timeout` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while not reached(rss := rss_mb(pid)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return rss
+    return poll(lambda: rss_mb(pid), reached, timeout, every=0.5)
 
 
 def test_memory_grown_for_many_streams_is_given_back_when_they_go(tmp_path):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import synth_music, write_audio
+from conftest import poll, synth_music, write_audio
 from daemon import collect, free_port, predictions, running_daemon
 
 METAINT = 4096
@@ -149,9 +149,7 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_and_a_refusal_says_so(tmp
     try:
         for source in (good, bad):
             source.start()
-        deadline = time.monotonic() + 20
-        while (good.ring.written < 22050 or not bad.events) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: good.ring.written >= 22050 and bad.events, timeout=20)
     finally:
         good.stop(), bad.stop(), server.shutdown()
     assert good.ring.written >= 22050 and good.error is None  # audio flows with the right credentials

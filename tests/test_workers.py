@@ -9,10 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import synth_music, write_audio
-from daemon import (collect, http_get, kill_a_shard_and_see_its_streams_resume, predictions, reload_and_see,
-                    running_daemon)
-from test_cluster import music_files, shard_pids
+from conftest import poll, synth_music, write_audio
+from daemon import (collect, http_get, kill_a_shard_and_see_its_streams_resume, music_files, predictions,
+                    reload_and_see, running_daemon, shard_pids)
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +34,6 @@ def alive(pid: int) -> bool:
 
 def test_a_killed_worker_comes_back_its_streams_resume_and_a_reload_fills_the_least_loaded(tmp_path):
     files = music_files(tmp_path, 4)
-    while len(files) < 4:
-        files.append(files[0])
     config = tmp_path / "streamgenre.toml"
     write_config(config, {"a": files[0], "b": files[1], "c": files[2]})
     with running_daemon("--config", str(config)) as (port, proc):
@@ -69,9 +66,7 @@ def test_workers_end_when_their_coordinator_is_killed(tmp_path):
         collect(port, lambda ms: all(predictions([(0, m) for m in ms], s) for s in "ab"), timeout=60)
         workers = list(shard_pids(port).values())
         proc.kill()
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll(lambda: not any(alive(pid) for pid in workers), every=0.2)
     assert len(workers) == 2 and not [pid for pid in workers if alive(pid)]
 
 

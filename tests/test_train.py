@@ -14,7 +14,7 @@ from streamgenre.model import ModelError, load_model
 from train.data import Track
 from train.evaluate import predict, score
 from train.card import CONTENT_HEADING, MUSICNN_HEADING, write_card
-from train.export import export_onnx
+from train.export import export_onnx, model_card
 from train.net import PaperCNN, WithSoftmax
 from train.data import window_starts
 from train.train import RECIPES, Recipe, attach_soft_targets, fit, loss
@@ -72,6 +72,28 @@ def test_each_model_rewrites_its_own_section_of_the_card(tmp_path):
     write_card(card, musicnn=f"{MUSICNN_HEADING}\n\nmusicnn 2\n")
     assert card.read_text() == (f"# The shipped genre model\n\nsecond\n\n{MUSICNN_HEADING}\n\nmusicnn 2\n\n"
                                 f"{CONTENT_HEADING}\n\ncontent\n")
+
+
+def test_the_card_describes_the_recipe_the_file_was_made_with(tmp_path, trained):
+    """The shipped card is written by the run that exports the file: what it says of the teacher's head and of
+    feature distillation follows the recipe, and its figures are the report's."""
+    net, genres, _ = trained
+    path = tmp_path / "m.onnx"
+    export_onnx(WithSoftmax(net), PAPER, genres, path)
+    kinds = ("clips", "windows", "tracks")
+    scores = {"accuracy": {k: {"accuracy": 0.5, "n": 4} for k in kinds}, "genres": genres,
+              "per_genre": {k: dict.fromkeys(genres, 0.5) for k in kinds},
+              "confusion": {k: [[1, 1], [1, 1]] for k in kinds}}
+    cards = {}
+    for name in ("distil", "distil-embedding"):
+        report = {"recipe": RECIPES[name].__dict__, "data": ["gtzan"], "seed": 0, "genres": genres,
+                  "cv": scores | {"folds": [{}] * 3, "protocol": "artist-disjoint: the three lists"}}
+        cards[name] = model_card(path, genres, report)
+    assert "head fitted on the GTZAN training recordings only" in cards["distil"]
+    assert "Feature distillation" not in cards["distil"]
+    assert "other datasets' recordings with their labels" in cards["distil-embedding"]
+    assert "(weight 1.0 against the genre loss)" in cards["distil-embedding"]
+    assert all("| **this model**, recipe `%s` | 3 | 50.0 %% |" % name in card for name, card in cards.items())
 
 
 @pytest.mark.parametrize("change,reason", [

@@ -122,15 +122,26 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
         "",
     ]
     if report["recipe"].get("distil"):
+        recipe = report["recipe"]
+        head, others = (("fitted on the GTZAN training recordings and, at a share of each genre chosen on held-out "
+                         "training artists, on the other datasets' recordings with their labels, as `--model "
+                         "musicnn`'s head is", "the tracks it learned from got theirs from a head that did not "
+                         "see them (cross-fitted)") if recipe.get("head_extra") else
+                        ("fitted on the GTZAN training recordings only", "GTZAN tracks got theirs from a head that did "
+                         "not see them (cross-fitted), the other datasets' audio was labelled by the teacher alone "
+                         "(its own labels, of other conventions, unused)"))
         sections += [
-            "Distilled: a teacher (musicnn's MSD_musicnn and MSD_vgg embeddings, a standardised linear genre head "
-            "fitted on the GTZAN training recordings only) gave soft targets for every 3-s window of every training "
-            "track; GTZAN tracks got theirs from a head that did not see them (cross-fitted), the other datasets' "
-            "audio was labelled by the teacher alone (its own labels, of other conventions, unused). The student "
-            f"learned from {report['recipe']['distil']:.0%} teacher (temperature {report['recipe']['temperature']}) "
-            "and the rest GTZAN labels, on 2-3 s and 3 s crops with "
-            f"{'gain and ' if report['recipe'].get('gain_db') else ''}masking augmentation. The network and "
-            "its input are unchanged; nothing of the teacher is in this file.", ""]
+            f"Distilled: a teacher (musicnn's MSD_musicnn and MSD_vgg embeddings, a standardised linear genre head "
+            f"{head}) gave soft targets for every 3-s window of every training track; {others}. The student "
+            f"learned from {recipe['distil']:.0%} teacher (temperature {recipe['temperature']}) and the rest GTZAN "
+            f"labels, on 2-3 s and 3 s crops with {'gain and ' if recipe.get('gain_db') else ''}masking "
+            "augmentation. The network and its input are unchanged; nothing of the teacher is in this file.", ""]
+        if recipe.get("embedding"):
+            sections += [
+                "Feature distillation: its 32 hidden values also learned to predict the teacher's whole embedding of "
+                "each drawn window (456 values, each standardised over the training windows) through a linear map "
+                f"used in training only (weight {recipe['embedding']} against the genre loss); the map is not in this "
+                "file.", ""]
         if report["recipe"].get("views"):
             sections += [
                 f"Views: besides the clean tracks, it learned from {report['recipe']['views']} augmented views of the "
@@ -148,7 +159,9 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
             "artists only); it is scored on the held-out list: 2-3 s excerpts as clips (the case the shipped model "
             "is judged on), every 3-s window of the held-out full tracks, and each full track by the mean of its "
             "windows' probabilities. Only the recordings of GTZAN indices 0-40 are here, so each list is held out "
-            "with the part of it that is present (n below).", "",
+            "with the part of it that is present (n below). This file itself was trained, with the same recipe and "
+            "seed, on every recording here; the recipes tried before it and the rule that chose it are in "
+            "`docs/model.md`.", "",
             _side_by_side(report), "", "This model in detail (accuracy in %, per genre, and how many were held out):",
             "", _table(report["cv"], genres), ""]
     elif "cv" in report:

@@ -123,13 +123,14 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
     ]
     if report["recipe"].get("distil"):
         recipe = report["recipe"]
-        head, others = (("fitted on the GTZAN training recordings and, at a share of each genre chosen on held-out "
-                         "training artists, on the other datasets' recordings with their labels, as `--model "
-                         "musicnn`'s head is", "the tracks it learned from got theirs from a head that did not "
-                         "see them (cross-fitted)") if recipe.get("head_extra") else
-                        ("fitted on the GTZAN training recordings only", "GTZAN tracks got theirs from a head that did "
-                         "not see them (cross-fitted), the other datasets' audio was labelled by the teacher alone "
-                         "(its own labels, of other conventions, unused)"))
+        if recipe.get("head_extra"):
+            head = ("fitted on the GTZAN training recordings and, at a share of each genre chosen on held-out training "
+                    "artists, on the other datasets' recordings with their labels, as `--model musicnn`'s head is")
+            others = "the tracks it learned from got theirs from a head that did not see them (cross-fitted)"
+        else:
+            head = "fitted on the GTZAN training recordings only"
+            others = ("GTZAN tracks got theirs from a head that did not see them (cross-fitted), the other datasets' "
+                      "audio was labelled by the teacher alone (its own labels, of other conventions, unused)")
         sections += [
             f"Distilled: a teacher (musicnn's MSD_musicnn and MSD_vgg embeddings, a standardised linear genre head "
             f"{head}) gave soft targets for every 3-s window of every training track; {others}. The student "
@@ -142,9 +143,9 @@ def model_card(path: Path, genres: list[str], report: dict) -> str:
                 "each drawn window (456 values, each standardised over the training windows) through a linear map "
                 f"used in training only (weight {recipe['embedding']} against the genre loss); the map is not in this "
                 "file.", ""]
-        if report["recipe"].get("views"):
+        if recipe.get("views"):
             sections += [
-                f"Views: besides the clean tracks, it learned from {report['recipe']['views']} augmented views of the "
+                f"Views: besides the clean tracks, it learned from {recipe['views']} augmented views of the "
                 "training audio (`train/views.py`: half of them two recordings mixed, each played up to 6 % faster "
                 "or slower, with a random gain and EQ tilt, half cut to 2-3 s), each labelled by the teacher on "
                 "exactly that audio (the PyTorch port of musicnn, `train/musicnn.py`); in each fold only the views "

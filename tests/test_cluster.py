@@ -1,7 +1,7 @@
 """`serve --cluster` on a real local Ray cluster: three shards of real music files, a real WebSocket client, a shard
-actor killed with SIGKILL, a reload. Ray binds to the machine's other addresses by default, so each test runs
-again inside a network namespace that has only loopback (`unshare -n`, as root) and checks that nothing listens
-beyond 127.0.0.1 and ::1."""
+actor killed with SIGKILL, a reload. Ray binds to the machine's other addresses by default, so the file's tests
+run again, together, inside a network namespace that has only loopback (`unshare -n`, as root), and check that
+nothing listens beyond 127.0.0.1 and ::1."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
 
@@ -23,16 +24,35 @@ IN_NAMESPACE = os.environ.get("STREAMGENRE_LOOPBACK_ONLY") == "1"
 LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::1
 
 
-def rerun_in_loopback_namespace(test: str) -> bool:
-    """Outside the namespace: run `test` again inside a new one with only loopback up, and say so (True)."""
-    if IN_NAMESPACE:
-        return False
+@pytest.fixture(scope="module")
+def loopback_outcomes(tmp_path_factory) -> tuple[dict, str]:
+    """Outside the namespace: this file's tests, run once inside a new namespace with only loopback up (one Python
+    start for all of them); each test's outcome ("passed", "failed" or "skipped", and why) by name, and the run's
+    output."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("Ray must run in a network namespace with only loopback: that takes root, unshare and ip")
-    command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -x {__file__}::{test}"
-    run = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True, timeout=600,
+    report = tmp_path_factory.mktemp("loopback") / "junit.xml"
+    command = (f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider {__file__} "
+               f"--junitxml={report}")
+    run = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True, timeout=900,
                          env=os.environ | {"STREAMGENRE_LOOPBACK_ONLY": "1"})
-    assert run.returncode == 0, (run.stdout[-6000:] + run.stderr[-3000:])
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase") if report.exists() else ():
+        problem = next((e for e in case if e.tag in ("failure", "error", "skipped")), None)
+        outcomes[case.get("name")] = ("passed", "") if problem is None else (
+            "skipped" if problem.tag == "skipped" else "failed", problem.get("message") or "")
+    return outcomes, run.stdout[-6000:] + run.stderr[-3000:]
+
+
+def ran_in_loopback_namespace(request) -> bool:
+    """Outside the namespace: this test's outcome inside it, as its own (True); inside: False, run it here."""
+    if IN_NAMESPACE:
+        return False
+    outcomes, output = request.getfixturevalue("loopback_outcomes")
+    outcome, why = outcomes.get(request.node.name, ("failed", "it did not run"))
+    if outcome == "skipped":
+        pytest.skip(why)
+    assert outcome == "passed", f"{why}\n{output}"
     return True
 
 
@@ -55,8 +75,8 @@ def write_config(path, sources: dict) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path):
-    if rerun_in_loopback_namespace("test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload"):
+def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path, request):
+    if ran_in_loopback_namespace(request):
         return
     files = music_files(tmp_path, 4)
     config = tmp_path / "streamgenre.toml"
@@ -81,8 +101,8 @@ def test_streams_spread_over_shards_survive_a_killed_shard_and_a_reload(tmp_path
     assert proc.returncode == 0
 
 
-def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_path):
-    if rerun_in_loopback_namespace("test_a_coordinator_killed_and_restarted_finds_its_shards_still_running"):
+def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_path, request):
+    if ran_in_loopback_namespace(request):
         return
     from daemon import free_port
 
@@ -117,12 +137,11 @@ def test_a_coordinator_killed_and_restarted_finds_its_shards_still_running(tmp_p
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=env)
 
 
-def test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_placed_says_so(tmp_path):
+def test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_placed_says_so(tmp_path, request):
     """3 shards of 1 stream on this machine's cores (2 here): by default each asks for a share that fits, and all
     three predict; asked for 1 CPU each where there are fewer, the one Ray cannot place is "waiting for resources"
     in /healthz and /metrics, not "does not answer"."""
-    if rerun_in_loopback_namespace("test_more_shards_than_cpus_all_run_by_default_and_a_shard_that_cannot_be_placed_"
-                                   "says_so"):
+    if ran_in_loopback_namespace(request):
         return
     files = music_files(tmp_path, 3)
     sources = {"a": files[0], "b": files[1], "c": files[2]}

@@ -111,6 +111,7 @@ def kill_a_shard_and_see_its_streams_resume(port: int, shard: int, streams: str,
     resumes within 15 s, the `others` keep their rhythm, and the restart is counted."""
     metrics = http_get(port, "/metrics")[1]
     pid = int(re.search(rf'streamgenre_shard_up\{{node="[^"]*",pid="(\d+)",shard="{shard}"\}} 1.0', metrics).group(1))
+
     def resumed_and_predicting(messages: list, name: str) -> bool:
         mine = [m for m in messages if m.get("stream") == name]
         at = next((i for i, m in enumerate(mine) if m["type"] == "status" and m["event"] == "resumed"), None)
@@ -119,7 +120,7 @@ def kill_a_shard_and_see_its_streams_resume(port: int, shard: int, streams: str,
     def seen_enough(messages: list) -> bool:
         """Each of `streams` predicts again after it resumed; each of `others` sent the 10 windows judged below."""
         return (all(resumed_and_predicting(messages, name) for name in streams) and
-                all(sum(m["type"] == "prediction" and m["stream"] == other for m in messages) >= 10 for other in others))
+                all(len(predictions([(0, m) for m in messages], other)) >= 10 for other in others))
 
     during: list = []
     watcher = threading.Thread(target=lambda: during.extend(collect(port, seen_enough, timeout=22)))
